@@ -1,0 +1,122 @@
+"""Shared fixtures for the Molecule scenarios' testinfra tests.
+
+Tests reach the test hosts through testinfra's podman backend (``podman://NAME``),
+which is about 13x faster than going through Ansible. The host names come from the
+inventory Molecule wrote for the scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _inventory_hosts(path: Path) -> list[str]:
+    """Every host name in a YAML inventory, in order, once."""
+    data = yaml.safe_load(path.read_text()) or {}
+    names: list[str] = []
+
+    def walk(group: dict) -> None:
+        for name in (group.get("hosts") or {}):
+            if name not in names:
+                names.append(name)
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+
+    for group in data.values():
+        walk(group or {})
+    return names
+
+
+def molecule_inventory() -> Path:
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not inventory:
+        raise RuntimeError("MOLECULE_INVENTORY_FILE is not set: run these tests through molecule verify")
+    return Path(inventory)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point testinfra at the scenario's hosts over the podman connection."""
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    if inventory and config.option.hosts is None:
+        config.option.hosts = ",".join(f"podman://{h}" for h in _inventory_hosts(Path(inventory)))
+
+
+@dataclass
+class PlaybookResult:
+    rc: int
+    output: str
+
+    @property
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP counters per host, e.g. {'h': {'ok': 3, 'changed': 0, ...}}."""
+        hosts: dict[str, dict[str, int]] = {}
+        for match in re.finditer(r"^(\S+)\s*:\s+(ok=\d+.*)$", self.output, re.MULTILINE):
+            hosts[match.group(1)] = {
+                k: int(v) for k, v in (kv.split("=") for kv in match.group(2).split())
+            }
+        return hosts
+
+
+@pytest.fixture(scope="session")
+def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., PlaybookResult]:
+    """Run ansible-playbook against the scenario's inventory, as Molecule would."""
+    inventory = molecule_inventory()
+    workdir = tmp_path_factory.mktemp("playbooks")
+
+    def run(playbook: str, extra_vars: dict | None = None, check: bool = False,
+            limit: str | None = None) -> PlaybookResult:
+        path = workdir / f"play-{len(list(workdir.iterdir()))}.yml"
+        path.write_text(playbook)
+        cmd = ["ansible-playbook", "-i", str(inventory), str(path)]
+        if extra_vars is not None:
+            vars_file = path.with_suffix(".vars.json")
+            vars_file.write_text(json.dumps(extra_vars))
+            cmd += ["-e", f"@{vars_file}"]
+        if check:
+            cmd.append("--check")
+        if limit:
+            cmd += ["--limit", limit]
+        env = dict(os.environ)
+        env.setdefault("ANSIBLE_ROLES_PATH", str(REPO / "roles"))
+        env["ANSIBLE_NOCOLOR"] = "1"
+        env["ANSIBLE_FORCE_COLOR"] = "0"
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+        return PlaybookResult(proc.returncode, proc.stdout + proc.stderr)
+
+    return run
+
+
+@pytest.fixture
+def host_state(host) -> Callable[[], str]:
+    """A fingerprint of what the kit could touch on a host: users, groups, and the
+    tree and config paths with owner and mode. Equal before/after = nothing changed."""
+
+    def snapshot() -> str:
+        out = host.run(
+            "getent passwd; getent group; "
+            "find /srv /etc/prefect -xdev -printf '%p %u %g %m %y\\n' 2>/dev/null | sort"
+        )
+        return out.stdout
+
+    return snapshot
+
+
+@pytest.fixture
+def journal(host) -> Iterator[Callable[[str], str]]:
+    """journalctl of a unit, to put in assertion messages of service tests."""
+
+    def read(unit: str, lines: int = 80) -> str:
+        return host.run(f"journalctl --no-pager -n {lines} -u {unit}").stdout
+
+    yield read
