@@ -1,0 +1,60 @@
+"""The converged environments: built offline, smoke-tested, switched, owned right."""
+
+import json
+
+import pytest
+
+ENVS = "/srv/prefect/envs"
+
+
+def manifest(host, env):
+    return json.loads(host.file(f"{ENVS}/{env}/current/prefect-fleet.json").content_string)
+
+
+@pytest.mark.parametrize("env,installer", [("flows", "uv"), ("legacy", "pip")])
+def test_current_points_at_a_complete_generation(host, env, installer):
+    link = host.file(f"{ENVS}/{env}/current")
+    assert link.is_symlink
+    generation = link.linked_to.rsplit("/", 1)[-1]
+    data = manifest(host, env)
+    assert data["generation"] == generation
+    assert data["installer"] == installer
+    assert data["offline"] is True
+    assert data["prefect_version"] == "3.8.8"
+    assert data["python_version"] == host.run("python3 -c 'import platform; print(platform.python_version())'").stdout.strip()
+
+
+@pytest.mark.parametrize("env", ["flows", "legacy"])
+def test_the_prefect_user_imports_prefect_from_current(host, env):
+    result = host.run(
+        "runuser -u prefect -- %s/%s/current/bin/python -c "
+        "'import prefect, prefect.engine; print(prefect.__version__, prefect.__file__)'",
+        ENVS, env,
+    )
+    assert result.rc == 0, result.stderr
+    version, path = result.stdout.split()
+    assert version == "3.8.8"
+    assert path.startswith(f"{ENVS}/{env}/")
+
+
+def test_ownership_and_modes(host):
+    for env in ("flows", "legacy"):
+        d = host.file(f"{ENVS}/{env}")
+        assert (d.user, d.group, d.mode) == ("prefect", "prefect", 0o750)
+        spec = host.file(f"{ENVS}/{env}/spec.json")
+        assert (spec.user, spec.group, spec.mode) == ("root", "prefect", 0o640)
+    command = host.file("/usr/local/bin/prefect-venv")
+    assert (command.user, command.mode) == ("root", 0o755)
+
+
+def test_env_record_for_cleanup(host):
+    record = json.loads(host.file(f"{ENVS}/legacy/env.json").content_string)
+    assert record["keep"] == 2
+    assert record["current"] == manifest(host, "legacy")["generation"]
+
+
+def test_no_installer_ran_against_an_index(host):
+    # The build environment pointed every index and proxy at a closed port, so a
+    # build that had tried the network would have failed; the wheelhouse is there.
+    assert host.file("/srv/prefect/wheelhouse/.stamp").exists
+    assert host.run("ls /srv/prefect/wheelhouse/*.whl | wc -l").stdout.strip() != "0"

@@ -1,0 +1,32 @@
+"""Bad input fails early, naming the variable or item, and changes nothing."""
+
+import pytest
+
+CASES = {
+    "duplicate names": ("[{name: a, prefect_version: '3.8.8'}, {name: a, prefect_version: '3.8.8'}]", "duplicated: ['a']"),
+    "unknown installer": ("[{name: b, prefect_version: '3.8.8', installer: conda}]", "installer"),
+    "relative requirements file": ("[{name: c, requirements_file: reqs.txt}]", "requirements_file"),
+    "name with a slash": ("[{name: 'x/y', prefect_version: '3.8.8'}]", "invalid: ['x/y']"),
+    "name with ..": ("[{name: '..', prefect_version: '3.8.8'}]", "invalid: ['..']"),
+    "no requirements": ("[{name: d}]", "item 'd'"),
+    "bad python": ("[{name: e, prefect_version: '3.8.8', python: python3}]", "python must be an absolute path"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input(host, run_playbook, host_state, case):
+    envs, message = CASES[case]
+    before = host_state()
+    result = run_playbook(f"""
+- name: Apply prefect_venv with bad input
+  hosts: all
+  gather_facts: false
+  vars:
+    prefect_venv_envs: {envs}
+  roles:
+    - role: prefect_venv
+""")
+    assert result.rc != 0, f"{case}: accepted\n{result.output}"
+    assert message in result.output, result.output
+    assert "prefect_venv_envs" in result.output
+    assert host_state() == before
