@@ -98,14 +98,15 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Play
 
 
 @pytest.fixture
-def host_state(host) -> Callable[[], str]:
+def host_state(host) -> Callable[..., str]:
     """A fingerprint of what the kit could touch on a host: users, groups, and the
-    tree and config paths with owner and mode. Equal before/after = nothing changed."""
+    given paths with owner and mode. Equal before/after = nothing changed. Scenarios
+    with running workers pass paths that flow runs do not write to."""
 
-    def snapshot() -> str:
+    def snapshot(paths: tuple[str, ...] = ("/srv", "/etc/prefect")) -> str:
         out = host.run(
             "getent passwd; getent group; "
-            "find /srv /etc/prefect -xdev -printf '%p %u %g %m %y\\n' 2>/dev/null | sort"
+            "find %s -xdev -printf '%%p %%u %%g %%m %%y\\n' 2>/dev/null | sort" % " ".join(paths)
         )
         return out.stdout
 

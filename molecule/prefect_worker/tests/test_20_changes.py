@@ -1,0 +1,73 @@
+"""A change restarts only the instance it touches; bad input changes nothing."""
+
+import pytest
+
+BASE_VARS = """
+    __repo: "{{ lookup('env', 'MOLECULE_PROJECT_DIRECTORY') }}"
+    prefect_worker_api_url: "{{ lookup('file', __repo ~ '/.cache/test-server/url') }}"
+    prefect_worker_api_key: pnu_moleculeSecretKey0123456789
+"""
+
+
+def play(instances: str, extra: str = "") -> str:
+    return f"""
+- name: Apply prefect_worker
+  hosts: all
+  gather_facts: false
+  vars:
+{BASE_VARS}
+    prefect_worker_instances: {instances}
+{extra}
+  roles:
+    - role: prefect_worker
+"""
+
+
+A = "{name: a, pool: molecule-pool, healthcheck_port: 8081}"
+B = "{name: b, pool: molecule-pool, healthcheck_port: 8082, query_seconds: 1, limit: 2%s}"
+
+
+def main_pid(host, instance):
+    return host.check_output("systemctl show -p MainPID --value prefect-worker@%s.service", instance)
+
+
+def test_change_to_one_instance_restarts_only_it(host, run_playbook):
+    before = {i: main_pid(host, i) for i in ("a", "b")}
+    result = run_playbook(play(f"[{A}, {B % ', extra_env: {MOLECULE_MARK: one}'}]"))
+    assert result.rc == 0, result.output
+    assert main_pid(host, "a") == before["a"], "instance a was restarted"
+    assert main_pid(host, "b") != before["b"], "instance b kept its old settings"
+    assert "pnu_moleculeSecretKey0123456789" not in result.output
+
+
+@pytest.mark.parametrize(
+    "instances,extra,message",
+    [
+        (f"[{A}, {{name: a, pool: molecule-pool, healthcheck_port: 8083}}]", "", "duplicated: ['a']"),
+        (f"[{A}, {{name: c, pool: molecule-pool, healthcheck_port: 8081}}]", "", "duplicated: [8081]"),
+        ("[{name: c, pool: 'my pool', healthcheck_port: 8090}]", "", "invalid: ['my pool']"),
+        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, env: nosuchenv}]",
+         "    prefect_venv_envs: [{name: flows}]", "env 'nosuchenv'"),
+        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, env: nosuchenv}]", "", "not built"),
+        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, limit: 0}]", "", "limit must be at least 1"),
+    ],
+    ids=["duplicate names", "duplicate ports", "pool with a space", "env not in prefect_venv_envs",
+         "env not built", "limit 0"],
+)
+def test_bad_input(host, run_playbook, host_state, instances, extra, message):
+    # Running workers write under /srv/prefect (home, runs): compare what the role writes.
+    paths = ("/etc/prefect", "/etc/systemd/system", "/usr/local/lib/prefect-fleet")
+    before = host_state(paths), main_pid(host, "a")
+    result = run_playbook(play(instances, extra))
+    assert result.rc != 0, result.output
+    assert message in result.output and "prefect_worker_instances" in result.output, result.output
+    assert (host_state(paths), main_pid(host, "a")) == before
+
+
+def test_absent_instance_is_stopped_and_removed(host, run_playbook):
+    result = run_playbook(play(f"[{A}, {B % ', state: absent'}]"))
+    assert result.rc == 0, result.output
+    assert not host.service("prefect-worker@b.service").is_running
+    assert not host.file("/etc/prefect/worker-b.env").exists
+    assert not host.file("/etc/systemd/system/prefect-worker@b.service.d").exists
+    assert host.service("prefect-worker@a.service").is_running
