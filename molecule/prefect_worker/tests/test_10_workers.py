@@ -3,6 +3,7 @@
 import json
 import os
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -19,11 +20,19 @@ def api_url() -> str:
 
 def api(path: str, body: dict | None = None, method: str | None = None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=15) as resp:
-        raw = resp.read()
-        return json.loads(raw) if raw else None
+    # Like Prefect's own client, retry 429/503 (the SQLite server's "database busy").
+    for attempt in range(6):
+        req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=15) as resp:
+                raw = resp.read()
+                return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503) or attempt == 5:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("instance", ["a", "b"])
