@@ -74,13 +74,17 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Play
     inventory = molecule_inventory()
     workdir = tmp_path_factory.mktemp("playbooks")
 
-    def run(playbook: str, extra_vars: dict | None = None, check: bool = False,
+    def run(playbook: str | Path, extra_vars: dict | None = None, check: bool = False,
             limit: str | None = None) -> PlaybookResult:
+        """playbook: the text of a playbook, or the Path of one of the kit's."""
         path = workdir / f"play-{len(list(workdir.iterdir()))}.yml"
-        path.write_text(playbook)
+        if isinstance(playbook, Path):
+            path = playbook
+        else:
+            path.write_text(playbook)
         cmd = ["ansible-playbook", "-i", str(inventory), str(path)]
         if extra_vars is not None:
-            vars_file = path.with_suffix(".vars.json")
+            vars_file = workdir / f"vars-{len(list(workdir.iterdir()))}.json"
             vars_file.write_text(json.dumps(extra_vars))
             cmd += ["-e", f"@{vars_file}"]
         if check:

@@ -1,38 +1,12 @@
 """Workers on a converged host: running, ONLINE in the Prefect API, healthy, secret kept."""
 
-import json
-import os
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
+from prefect_api import api, wait_for_log, wait_for_state
 
 KEY = "pnu_moleculeSecretKey0123456789"
 POOL = "molecule-pool"
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
-
-
-def api_url() -> str:
-    return (REPO / ".cache/test-server/url").read_text().strip()
-
-
-def api(path: str, body: dict | None = None, method: str | None = None):
-    data = json.dumps(body).encode() if body is not None else None
-    # Like Prefect's own client, retry 429/503 (the SQLite server's "database busy").
-    for attempt in range(6):
-        req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=15) as resp:
-                raw = resp.read()
-                return json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (429, 503) or attempt == 5:
-                raise
-            time.sleep(0.5 * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 @pytest.mark.parametrize("instance", ["a", "b"])
@@ -95,28 +69,12 @@ def deploy(name: str, entrypoint: str) -> dict:
                                  "entrypoint": entrypoint, "pull_steps": PULL_STEPS})
 
 
-def wait_for_state(run_id: str, states: tuple, timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = api(f"/flow_runs/{run_id}")["state"]["type"]
-        if state in states:
-            return state
-        assert time.monotonic() < deadline, f"run still {state} after {timeout}s"
-        time.sleep(1)
-
-
 def test_a_deployment_run_completes_in_its_own_worktree(host):
     deployment = deploy("molecule-hello", "flow.py:hello")
     run = api(f"/deployments/{deployment['id']}/create_flow_run", {})
     state = wait_for_state(run["id"], ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"))
     run_dir = f"/srv/prefect/runs/{run['id']}/flows"
-    # Flow-run logs are shipped in batches: they may land shortly after the state.
-    deadline = time.monotonic() + 30
-    while True:
-        messages = [e["message"] for e in api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}})]
-        if any(f"cwd={run_dir}" in m for m in messages) or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+    messages = wait_for_log(run["id"], f"cwd={run_dir}")
     assert state == "COMPLETED", messages
     assert any(f"cwd={run_dir}" in m for m in messages), messages
     origin = host.check_output("git -C /srv/origin/flows.git rev-parse main")

@@ -40,27 +40,39 @@ def test_change_to_one_instance_restarts_only_it(host, run_playbook):
     assert "pnu_moleculeSecretKey0123456789" not in result.output
 
 
+S = "    prefect_worker_served_flows: [{name: s, healthcheck_port: 8091, %s}]"
+
+
 @pytest.mark.parametrize(
-    "instances,extra,message",
+    "instances,extra,message,variable",
     [
-        (f"[{A}, {{name: a, pool: molecule-pool, healthcheck_port: 8083}}]", "", "duplicated: ['a']"),
-        (f"[{A}, {{name: c, pool: molecule-pool, healthcheck_port: 8081}}]", "", "duplicated: [8081]"),
-        ("[{name: c, pool: 'my pool', healthcheck_port: 8090}]", "", "invalid: ['my pool']"),
+        (f"[{A}, {{name: a, pool: molecule-pool, healthcheck_port: 8083}}]", "", "duplicated: ['a']", "instances"),
+        (f"[{A}, {{name: c, pool: molecule-pool, healthcheck_port: 8081}}]", "", "duplicated: [8081]", "instances"),
+        ("[{name: c, pool: 'my pool', healthcheck_port: 8090}]", "", "invalid: ['my pool']", "instances"),
         ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, env: nosuchenv}]",
-         "    prefect_venv_envs: [{name: flows}]", "env 'nosuchenv'"),
-        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, env: nosuchenv}]", "", "not built"),
-        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, limit: 0}]", "", "limit must be at least 1"),
+         "    prefect_venv_envs: [{name: flows}]", "env 'nosuchenv'", "instances"),
+        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, env: nosuchenv}]", "", "not built", "instances"),
+        ("[{name: c, pool: molecule-pool, healthcheck_port: 8090, limit: 0}]", "", "limit must be at least 1", "instances"),
+        (f"[{A}]", S.replace("8091", "8081") % "repo: flows, entrypoint: 'flow.py:hello'", "duplicated: [8081]",
+         "instances"),
+        (f"[{A}]", S % "repo: flows, path: /srv/code, entrypoint: 'flow.py:hello'", "invalid: ['s']", "served_flows"),
+        (f"[{A}]", S % "repo: flows, entrypoint: flow.py", "invalid: ['s']", "served_flows"),
+        (f"[{A}]", S % "repo: nosuchrepo, entrypoint: 'flow.py:hello'" + "\n    prefect_git_mirror_repos: [{name: flows}]",
+         "invalid: ['s']", "served_flows"),
+        (f"[{A}]", S % "path: relative/dir, entrypoint: 'flow.py:hello'", "invalid: ['s']", "served_flows"),
+        (f"[{A}]", S % "repo: flows, entrypoint: 'flow.py:hello', limit: 0", "limit must be at least 1", "served_flows"),
     ],
     ids=["duplicate names", "duplicate ports", "pool with a space", "env not in prefect_venv_envs",
-         "env not built", "limit 0"],
+         "env not built", "limit 0", "served port taken by a worker", "served repo and path",
+         "served entrypoint without function", "served repo not mirrored", "served relative path", "served limit 0"],
 )
-def test_bad_input(host, run_playbook, host_state, instances, extra, message):
+def test_bad_input(host, run_playbook, host_state, instances, extra, message, variable):
     # Running workers write under /srv/prefect (home, runs): compare what the role writes.
     paths = ("/etc/prefect", "/etc/systemd/system", "/usr/local/lib/prefect-fleet")
     before = host_state(paths), main_pid(host, "a")
     result = run_playbook(play(instances, extra))
     assert result.rc != 0, result.output
-    assert message in result.output and "prefect_worker_instances" in result.output, result.output
+    assert message in result.output and f"prefect_worker_{variable}" in result.output, result.output
     assert (host_state(paths), main_pid(host, "a")) == before
 
 
@@ -70,4 +82,15 @@ def test_absent_instance_is_stopped_and_removed(host, run_playbook):
     assert not host.service("prefect-worker@b.service").is_running
     assert not host.file("/etc/prefect/worker-b.env").exists
     assert not host.file("/etc/systemd/system/prefect-worker@b.service.d").exists
+    assert host.service("prefect-worker@a.service").is_running
+
+
+def test_absent_served_flow_is_stopped_and_removed(host, run_playbook):
+    served = "    prefect_worker_served_flows: [{name: hello, repo: flows, entrypoint: 'flow.py:hello', state: absent}]"
+    result = run_playbook(play(f"[{A}]", served))
+    assert result.rc == 0, result.output
+    assert not host.service("prefect-serve@hello.service").is_running
+    assert not host.file("/etc/prefect/serve-hello.env").exists
+    assert not host.file("/etc/systemd/system/prefect-serve@hello.service.d").exists
+    assert host.file("/etc/systemd/system/prefect-serve@.service").exists, "the template stays for other served flows"
     assert host.service("prefect-worker@a.service").is_running

@@ -1,0 +1,65 @@
+"""A small client of the test Prefect server for the Molecule scenarios' tests.
+
+Importable from every scenario's tests (molecule/ is on sys.path through
+molecule/conftest.py). The server is scripts/lib/test-server's; its URL is in
+.cache/test-server/url.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
+FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def api_url() -> str:
+    return (REPO / ".cache/test-server/url").read_text().strip()
+
+
+def api(path: str, body: dict | list | None = None, method: str | None = None):
+    """Call the API; like Prefect's own client, retry 429/503 (the SQLite server's
+    "database busy" under load)."""
+    data = json.dumps(body).encode() if body is not None else None
+    for attempt in range(7):
+        req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                return json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            if exc.code not in (429, 503) or attempt == 6:
+                raise
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def wait_for_state(run_id: str, states: tuple = FINAL_STATES, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = api(f"/flow_runs/{run_id}")["state"]["type"]
+        if state in states:
+            return state
+        assert time.monotonic() < deadline, f"run {run_id} still {state} after {timeout}s"
+        time.sleep(1)
+
+
+def run_logs(run_id: str) -> list[str]:
+    return [e["message"] for e in api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200})]
+
+
+def wait_for_log(run_id: str, needle: str, timeout: float = 30) -> list[str]:
+    """The run's log messages once one contains needle (logs are shipped in batches and
+    may land shortly after the final state), or whatever is there at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = run_logs(run_id)
+        if any(needle in m for m in messages) or time.monotonic() > deadline:
+            return messages
+        time.sleep(1)
