@@ -222,3 +222,271 @@ def test_refuses_a_directory_without_the_kits_layout(tmp_path: Path, tree: Path)
 def test_refuses_a_zero_ttl(tree: Path):
     rc, _, err = run(tree, "--ttl", "0")
     assert rc == 2 and "ttl must be greater than 0" in err
+
+
+# -- what prefect-checkout leaves behind ---------------------------------------
+
+
+def make_mirror(root: Path, tmp_path: Path, repo: str = "flows") -> tuple[Path, str]:
+    origin = tmp_path / f"origin-{repo}"
+    origin.mkdir()
+    git("init", "-q", "-b", "main", cwd=origin)
+    (origin / "f.txt").write_text("1")
+    git("add", ".", cwd=origin)
+    git("-c", "user.email=t@example.invalid", "-c", "user.name=t", "commit", "-qm", "one", cwd=origin)
+    mirror = root / "mirrors" / f"{repo}.git"
+    git("clone", "-q", "--mirror", str(origin), str(mirror))
+    return mirror, git("-C", str(mirror), "rev-parse", "main")
+
+
+def corrupt_aside(root: Path, moved: float, suffix: str = "") -> Path:
+    """A mirror moved aside the way prefect-checkout names it, at the time moved."""
+    aside = root / "mirrors" / f"flows.git.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(moved))}{suffix}"
+    git("init", "-q", "--bare", str(aside))
+    (aside / "objects/pack/pack-broken.pack").write_bytes(os.urandom(32 * 1024))
+    age(aside, OLD - 30 * 86400)  # renaming keeps the old mtime: the name says when it was moved
+    return aside
+
+
+def set_config(root: Path, **values: object) -> None:
+    config = json.loads((root / "cleanup.json").read_text())
+    config.update(values)
+    (root / "cleanup.json").write_text(json.dumps(config))
+
+
+def held_lock(path: Path) -> int:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def by_path(items: list[dict]) -> dict[str, dict]:
+    return {item["path"]: item for item in items}
+
+
+def test_corrupt_mirrors_are_kept_for_the_corrupt_ttl_then_removed(tree: Path):
+    old = corrupt_aside(tree, time.time() - 8 * 86400)
+    old_again = corrupt_aside(tree, time.time() - 8 * 86400, suffix="-123-abcdef")  # a second one that second
+    recent = corrupt_aside(tree, time.time() - 86400)  # old mtime, but moved aside yesterday
+    busy = corrupt_aside(tree, time.time() - 9 * 86400)
+    not_ours = tree / "mirrors/flows.git.corrupt-by-hand"
+    not_ours.mkdir()
+    age(not_ours)
+    holder = subprocess.Popen(["sleep", "60"], cwd=busy / "objects")
+    try:
+        rc, summary, err = run(tree, "--only", "mirrors")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 0, err
+    assert not old.exists() and not old_again.exists()
+    assert recent.exists() and busy.exists() and not_ours.exists()
+    removed = by_path(summary["removed"])
+    assert removed[str(old)]["kind"] == "corrupt-mirror" and removed[str(old)]["bytes"] >= 32 * 1024
+    assert "604800s" in removed[str(old)]["why"]
+    assert "in use" in by_path(summary["skipped"])[str(busy)]["why"]
+    assert summary["corrupt_ttl"] == 604800
+
+
+def test_corrupt_ttl_is_configurable_and_disk_pressure_shortens_it(tree: Path):
+    two_hours = corrupt_aside(tree, time.time() - 7200)
+    two_days = corrupt_aside(tree, time.time() - 2 * 86400)
+    set_config(tree, corrupt_ttl=86400)
+    rc, summary, err = run(tree, "--only", "mirrors")
+    assert rc == 0, err
+    assert two_hours.exists() and not two_days.exists()
+    set_config(tree, min_free_percent=100, pressure_ttl=3600)
+    rc, summary, err = run(tree, "--only", "mirrors")
+    assert rc == 0, err
+    assert summary["disk_pressure"] is True and summary["corrupt_ttl"] == 3600
+    assert not two_hours.exists()
+
+
+def test_pressure_never_lengthens_the_corrupt_ttl(tree: Path):
+    aside = corrupt_aside(tree, time.time() - 7200)
+    set_config(tree, corrupt_ttl=3600, min_free_percent=100, pressure_ttl=86400)
+    rc, summary, err = run(tree, "--only", "mirrors")
+    assert rc == 0, err
+    assert summary["corrupt_ttl"] == 3600 and not aside.exists()
+
+
+def test_stale_temporary_mirror_clones_go_under_the_mirror_lock(tree: Path, tmp_path: Path):
+    make_mirror(tree, tmp_path)
+    stale = tree / "mirrors/.flows.git.tmp-4242-a1b2c3"
+    git("init", "-q", "--bare", str(stale))
+    age(stale)
+    young = tree / "mirrors/.flows.git.tmp-4343-d4e5f6"
+    git("init", "-q", "--bare", str(young))
+    busy = tree / "mirrors/.flows.git.tmp-4444-0a0b0c"
+    git("init", "-q", "--bare", str(busy))
+    age(busy)
+    orphan = tree / "mirrors/.gone.git.tmp-1-ffffff"  # the clone of a mirror that never came to be
+    git("init", "-q", "--bare", str(orphan))
+    age(orphan)
+    if os.geteuid() == 0:  # as on a host: the kit's user owns locks/, root runs the cleanup
+        os.chown(tree / "locks", 65534, 65534)
+    holder = subprocess.Popen(["sleep", "60"], cwd=busy / "refs")
+    try:
+        rc, summary, err = run(tree, "--only", "mirrors")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 0, err
+    assert not stale.exists() and not orphan.exists()
+    assert young.exists() and busy.exists()
+    assert (tree / "mirrors/flows.git").is_dir()
+    removed = by_path(summary["removed"])
+    assert removed[str(stale)]["kind"] == "mirror-tmp" and removed[str(stale)]["bytes"] > 0
+    assert "in use" in by_path(summary["skipped"])[str(busy)]["why"]
+    # the lock taken for a repo without a lock file exists afterwards, owned like the locks directory
+    lock, locks = tree / "locks/mirror-gone.lock", (tree / "locks").stat()
+    assert lock.is_file() and (lock.stat().st_uid, lock.stat().st_gid) == (locks.st_uid, locks.st_gid)
+
+
+def test_a_temporary_mirror_clone_waits_while_the_mirror_lock_is_busy(tree: Path):
+    stale = tree / "mirrors/.flows.git.tmp-4242-a1b2c3"
+    git("init", "-q", "--bare", str(stale))
+    age(stale)
+    fd = held_lock(tree / "locks/mirror-flows.lock")
+    try:
+        started = time.monotonic()
+        rc, summary, err = run(tree, "--only", "mirrors")
+        assert time.monotonic() - started < 15
+    finally:
+        os.close(fd)
+    assert rc == 0, err
+    assert stale.exists()
+    assert "mirror-flows.lock busy" in by_path(summary["skipped"])[str(stale)]["why"]
+    rc, summary, err = run(tree, "--only", "mirrors")
+    assert rc == 0, err
+    assert not stale.exists()
+
+
+def test_stale_temporary_shared_checkouts_go_unless_in_use_or_being_built(tree: Path, tmp_path: Path):
+    mirror, sha = make_mirror(tree, tmp_path)
+    other = git("--git-dir", str(mirror), "commit-tree", "-m", "two", "-p", sha, f"{sha}^{{tree}}")
+    commits = tree / "runs/commits/flows"
+    commits.mkdir(parents=True)
+    temps = {}
+    for name in ("stale", "young", "busy", "building"):
+        suffix = {"stale": "1-aaaaaa", "young": "2-bbbbbb", "busy": "3-cccccc", "building": "4-dddddd"}[name]
+        commit = other if name == "building" else sha
+        path = commits / f".tmp-{commit[:12]}-{suffix}"
+        git("--git-dir", str(mirror), "worktree", "add", "-q", "--detach", str(path), commit)
+        if name != "young":
+            age(path)
+        temps[name] = path
+    os.chmod(temps["stale"], 0o555)  # prefect-checkout makes them read-only before the move
+    assert git("--git-dir", str(mirror), "worktree", "list").count("\n") == 4
+    holder = subprocess.Popen(["sleep", "60"], cwd=temps["busy"])
+    # the build of "building" holds the commit lock (this process is the command's parent,
+    # which the /proc scan leaves out: only the flock keeps it)
+    fd = held_lock(tree / f"locks/commit-flows-{other}.lock")
+    (tree / f"locks/commit-flows-{sha}.lock").touch()  # left by the killed build of "stale": free
+    try:
+        rc, summary, err = run(tree, "--only", "runs,mirrors")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 0, err
+    assert not temps["stale"].exists()
+    assert temps["young"].exists() and temps["busy"].exists() and temps["building"].exists()
+    removed, skipped = by_path(summary["removed"]), by_path(summary["skipped"])
+    assert removed[str(temps["stale"])]["kind"] == "shared-checkout-tmp"
+    assert "in use" in skipped[str(temps["busy"])]["why"]
+    assert f"commit-flows-{other}.lock busy" in skipped[str(temps["building"])]["why"]
+    # the mirrors step pruned the removed checkout's worktree metadata
+    assert git("--git-dir", str(mirror), "worktree", "list").count("\n") == 3
+    os.close(fd)
+    rc, summary, err = run(tree, "--only", "runs")
+    assert rc == 0, err
+    assert not temps["building"].exists()
+
+
+def test_stale_commit_locks_go_only_when_free_and_mirror_locks_never(tree: Path):
+    locks = tree / "locks"
+    free = locks / f"commit-flows-{'a' * 40}.lock"
+    held = locks / f"commit-flows-{'b' * 40}.lock"
+    young = locks / f"commit-flows-{'c' * 40}.lock"
+    mirror_lock = locks / "mirror-flows.lock"
+    cleanup_lock = locks / "cleanup.lock"
+    for lock in (free, held, young, mirror_lock, cleanup_lock):
+        lock.touch()
+        if lock is not young:
+            age(lock)
+    outside = tree.parent / "outside.lock"
+    outside.touch()
+    age(outside)
+    link = locks / f"commit-flows-{'d' * 40}.lock"
+    link.symlink_to(outside)
+    age(link)
+    fd = held_lock(held)
+    try:
+        rc, summary, err = run(tree, "--only", "tmp")
+    finally:
+        os.close(fd)
+    assert rc == 0, err
+    assert not free.exists()
+    assert held.exists() and young.exists() and mirror_lock.exists() and cleanup_lock.exists()
+    assert link.is_symlink() and outside.exists()
+    removed, skipped = by_path(summary["removed"]), by_path(summary["skipped"])
+    assert list(removed) == [str(free)]
+    assert removed[str(free)] == {"path": str(free), "kind": "commit-lock", "bytes": 0,
+                                  "why": "older than 86400s and not held"}
+    assert "busy" in skipped[str(held)]["why"]
+
+
+def test_dry_run_removes_no_checkout_leftovers(tree: Path, tmp_path: Path):
+    mirror, sha = make_mirror(tree, tmp_path)
+    aside = corrupt_aside(tree, time.time() - 8 * 86400)
+    mirror_tmp = tree / "mirrors/.flows.git.tmp-1-abcdef"
+    git("init", "-q", "--bare", str(mirror_tmp))
+    age(mirror_tmp)
+    commit_tmp = tree / f"runs/commits/flows/.tmp-{sha[:12]}-1-abcdef"
+    git("--git-dir", str(mirror), "worktree", "add", "-q", "--detach", str(commit_tmp), sha)
+    age(commit_tmp)
+    lock = tree / f"locks/commit-flows-{sha}.lock"
+    lock.touch()
+    age(lock)
+    def listing() -> list[str]:
+        return sorted(str(p) for p in tree.rglob("*") if p.parent.name != "log")
+
+    before = listing()
+    rc, summary, err = run(tree, "--dry-run")
+    assert rc == 0, err
+    assert listing() == before, "a dry run changes nothing (creates no lock file either)"
+    kinds = {r["path"]: r["kind"] for r in summary["removed"]}
+    assert kinds[str(aside)] == "corrupt-mirror"
+    assert kinds[str(mirror_tmp)] == "mirror-tmp"
+    assert kinds[str(commit_tmp)] == "shared-checkout-tmp"
+    assert kinds[str(lock)] == "commit-lock"
+
+
+def test_leftovers_never_lead_out_of_the_tree(tree: Path, tmp_path: Path):
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    moved = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() - 30 * 86400))
+    links = [tree / "mirrors/.flows.git.tmp-1-abcdef", tree / f"mirrors/flows.git.corrupt-{moved}",
+             tree / "runs/commits/flows/.tmp-0123456789ab-1-abcdef"]
+    (tree / "runs/commits/flows").mkdir(parents=True)
+    for link in links:
+        link.symlink_to(outside)
+        age(link)
+    stale = tree / "mirrors/.flows.git.tmp-2-abcdef"
+    stale.mkdir()
+    (stale / "escape").symlink_to(outside)
+    age(stale)
+    rc, summary, err = run(tree)
+    assert rc == 0, err
+    assert (outside / "keep.txt").read_text() == "keep"
+    assert all(link.is_symlink() for link in links)
+    assert not stale.exists()
+
+
+def test_refuses_a_zero_corrupt_ttl(tree: Path):
+    set_config(tree, corrupt_ttl=0)
+    rc, _, err = run(tree)
+    assert rc == 2 and "corrupt_ttl must be greater than 0" in err
