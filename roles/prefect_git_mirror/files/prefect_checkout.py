@@ -331,7 +331,24 @@ def _alarm(signum: int, frame: object) -> None:
 
 
 def acquire_lock(path: str, timeout: float, what: str) -> int:
-    """Open and flock(LOCK_EX) path; wait at most timeout seconds (exit 7 after)."""
+    """Open and flock(LOCK_EX) path; wait at most timeout seconds (exit 7 after).
+
+    prefect-cleanup unlinks stale lock files while holding them; a lock taken on a
+    file that was unlinked meanwhile protects nothing, so take it again on the file
+    now at path."""
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = _acquire_lock_once(path, max(0.0, deadline - time.monotonic()) if timeout > 0 else timeout, what)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+
+
+def _acquire_lock_once(path: str, timeout: float, what: str) -> int:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o660)
     try:
