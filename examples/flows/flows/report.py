@@ -6,6 +6,8 @@ built beforehand by the prefect_venv role from requirements.txt.
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 from prefect import flow, get_run_logger
 
@@ -13,6 +15,7 @@ from prefect import flow, get_run_logger
 @flow
 def report(hosts: int = 3) -> dict[str, float]:
     logger = get_run_logger()
+    logger.info("working directory: %s", os.getcwd())
     runs = pd.DataFrame(
         {
             "host": [f"worker-{i % hosts + 1}" for i in range(12)],

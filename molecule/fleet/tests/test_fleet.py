@@ -1,0 +1,186 @@
+"""The kit's promise on a fleet of three hosts: 48 runs at once, each COMPLETED in a
+worktree of its own at the origin's commit, from the prebuilt venv, with nothing
+installed and no directory shared; then cleanup.yml removes their directories.
+
+The tests run in file order: deploy, burst, checks on the burst, cleanup.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prefect_api import FINAL_STATES, api, api_url, run_logs, wait_for_log
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+ORIGIN = REPO / ".cache/fleet/origin/flows.git"
+HOSTS = ("fleet-1", "fleet-2", "fleet-3")
+BURST = 48
+AUDIT = "/srv/prefect/tmp/.fleet-process-audit"
+BURST_STATE: dict = {}
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    import testinfra
+
+    return {name: testinfra.get_host(f"podman://{name}") for name in HOSTS}
+
+
+def origin_commit() -> str:
+    return subprocess.run(["git", "-C", str(ORIGIN), "rev-parse", "main"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_every_worker_is_online(hosts):
+    deadline = time.monotonic() + 90
+    expected = {f"{h}-{i}" for h in HOSTS for i in ("a", "b")}
+    while True:
+        workers = {w["name"]: w["status"] for w in api("/work_pools/fleet/workers/filter", {})}
+        if all(workers.get(name) == "ONLINE" for name in expected):
+            break
+        assert time.monotonic() < deadline, workers
+        time.sleep(2)
+
+
+def fails(output: str) -> list[str]:
+    """The rows of verify.yml's table (host | check | ok/FAIL | detail) that say FAIL."""
+    rows = [[cell.strip() for cell in line.split("|")] for line in output.splitlines() if line.count("|") >= 3]
+    return sorted({" | ".join(row) for row in rows if len(row) >= 4 and row[2] == "FAIL"})
+
+
+def test_verify_passes_on_the_healthy_fleet(run_playbook):
+    result = run_playbook(REPO / "playbooks/verify.yml")
+    assert result.rc == 0 and not fails(result.output), result.output
+    # Per host: 2 workers online, 2 health endpoints, 1 mirror, 1 env, disk free.
+    assert f"All {len(HOSTS) * 7} checks passed." in result.output, result.output
+
+
+def test_verify_names_what_is_off(hosts, run_playbook):
+    hosts["fleet-2"].run("systemctl stop prefect-worker@b.service")
+    try:
+        result = run_playbook(REPO / "playbooks/verify.yml")
+    finally:
+        hosts["fleet-2"].run("systemctl start prefect-worker@b.service")
+    assert result.rc != 0, result.output
+    failed = fails(result.output)
+    assert failed and all("fleet-2" in row and "worker b" in row for row in failed), result.output
+    assert any("worker b health" in row for row in failed), result.output
+    # Back to health before the burst: the role's own wait would do this on a converge.
+    deadline = time.monotonic() + 90
+    while hosts["fleet-2"].run("curl -fsS http://127.0.0.1:8082/health").rc != 0:
+        assert time.monotonic() < deadline, "worker b did not come back"
+        time.sleep(2)
+
+
+def test_deploy_the_example_flows_with_prefect_deploy():
+    """`prefect deploy --all` from the example repository, as its README says."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "flows"
+        shutil.copytree(REPO / "examples/flows", work)
+        env = {**os.environ, "PREFECT_API_URL": api_url(), "PREFECT_HOME": str(Path(tmp) / "home")}
+        prefect = Path(sys.executable).parent / "prefect"
+        result = subprocess.run([str(prefect), "deploy", "--all", "--no-prompt"], cwd=work, env=env,
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("hello/hello", "report/report"):
+        deployment = api(f"/deployments/name/{name}")
+        assert deployment["work_pool_name"] == "fleet"
+        assert deployment["job_variables"]["command"].startswith("/srv/prefect/envs/flows/current/bin/python")
+
+
+def test_burst_of_48_runs_completes(hosts):
+    generations = {n: h.check_output("readlink -f /srv/prefect/envs/flows/current") for n, h in hosts.items()}
+    # A process audit on every host for the whole burst: what ran, sampled every 0.2 s.
+    for h in hosts.values():
+        h.run("rm -f %s; systemd-run --unit=fleet-audit --quiet /bin/sh -c "
+              "'while :; do ps -eo args >> %s; sleep 0.2; done'", AUDIT, AUDIT)
+    ids = {name: api(f"/deployments/name/{name}")["id"] for name in ("hello/hello", "report/report")}
+    plan = ["hello/hello" if i % 3 else "report/report" for i in range(BURST)]
+    # Created within a few seconds; creation is not retried on a timeout (it could make a
+    # run twice), so a few threads only: the SQLite server is busy during a burst.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        runs = list(pool.map(lambda name: api(f"/deployments/{ids[name]}/create_flow_run", {}, idempotent=False),
+                             plan))
+    deadline = time.monotonic() + 600
+    states: dict[str, str] = {}
+    while True:
+        found = api("/flow_runs/filter", {"flow_runs": {"id": {"any_": [r["id"] for r in runs]}}, "limit": BURST})
+        states = {r["id"]: r["state"]["type"] for r in found}
+        if len(states) == BURST and all(s in FINAL_STATES for s in states.values()):
+            break
+        assert time.monotonic() < deadline, sorted(states.values())
+        time.sleep(2)
+    for h in hosts.values():
+        h.run("systemctl stop fleet-audit")
+    BURST_STATE.update(runs=runs, plan=plan, generations=generations)
+    assert sorted(set(states.values())) == ["COMPLETED"], {i: s for i, s in states.items() if s != "COMPLETED"}
+
+
+def burst():
+    if not BURST_STATE:
+        pytest.fail("the burst did not run")
+    return BURST_STATE
+
+
+def test_each_run_ran_in_its_own_worktree_at_the_origin_commit(hosts):
+    commit = origin_commit()
+    seen: dict[str, str] = {}
+    by_host: dict[str, int] = {}
+    for run in burst()["runs"]:
+        run_dir = f"/srv/prefect/runs/{run['id']}/flows"
+        messages = wait_for_log(run["id"], f"working directory: {run_dir}")
+        cwds = [m.split(": ", 1)[1] for m in messages if m.startswith("working directory: ")]
+        assert cwds == [run_dir], messages
+        assert run_dir not in seen, f"{run['id']} shared {run_dir} with {seen.get(run_dir)}"
+        seen[run_dir] = run["id"]
+        owners = [n for n, h in hosts.items() if h.file(run_dir).is_directory]
+        assert len(owners) == 1, f"{run_dir} on {owners}"
+        host_name = owners[0]
+        by_host[host_name] = by_host.get(host_name, 0) + 1
+        head = hosts[host_name].check_output("git -c safe.directory=* -C %s rev-parse HEAD", run_dir)
+        assert head == commit, (run["id"], head)
+    assert len(seen) == BURST
+    assert len(by_host) == len(HOSTS), f"the burst did not spread over the fleet: {by_host}"
+
+
+def test_report_runs_used_pandas_from_the_prebuilt_venv():
+    reports = [r for r, name in zip(burst()["runs"], burst()["plan"]) if name == "report/report"]
+    for run in reports:
+        messages = wait_for_log(run["id"], "pandas 3.0.6")
+        assert any(m.startswith("pandas 3.0.6,") for m in messages), messages
+
+
+def test_nothing_was_installed_during_the_burst(hosts):
+    for name, h in hosts.items():
+        assert h.check_output("readlink -f /srv/prefect/envs/flows/current") == burst()["generations"][name]
+        audit = h.check_output("cat %s", AUDIT)
+        assert audit.count("\n") > 50, f"the audit on {name} saw too little: {audit[:500]}"
+        assert "prefect.engine" in audit, f"the audit on {name} never saw a flow run"
+        installers = [line for line in audit.splitlines()
+                      if any(word in line.split() for word in ("pip", "pip3", "uv"))
+                      or " -m pip" in line or "/bin/pip" in line or "/bin/uv" in line]
+        assert installers == [], installers[:10]
+
+
+def test_cleanup_playbook_removes_the_burst_run_directories(hosts, run_playbook):
+    # Run ids are UUIDs: safe to put on a command line as they are.
+    listing = "ls -d " + " ".join(f"/srv/prefect/runs/{r['id']}" for r in burst()["runs"]) + " 2>/dev/null"
+    before = sum(len(h.run(listing).stdout.split()) for h in hosts.values())
+    assert before == BURST, before
+    time.sleep(2)  # older than the TTL below
+    result = run_playbook(REPO / "playbooks/cleanup.yml", extra_vars={"prefect_cleanup_now_ttl": 1})
+    assert result.rc == 0, result.output
+    left = {n: h.run(listing).stdout.split() for n, h in hosts.items()}
+    assert all(not v for v in left.values()), left
+    for name, h in hosts.items():
+        # The cleanup pruned the worktrees' metadata: only the bare mirror itself is listed.
+        listed = h.check_output("git -c safe.directory=* -C /srv/prefect/mirrors/flows.git worktree list --porcelain")
+        assert listed.count("worktree ") == 1 and "bare" in listed, (name, listed)
