@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from prefect_api import FINAL_STATES, api, api_url, run_logs, wait_for_log
+from prefect_api import FINAL_STATES, api, api_url, wait_for_log, wait_for_state
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 ORIGIN = REPO / ".cache/fleet/origin/flows.git"
@@ -184,3 +184,16 @@ def test_cleanup_playbook_removes_the_burst_run_directories(hosts, run_playbook)
         # The cleanup pruned the worktrees' metadata: only the bare mirror itself is listed.
         listed = h.check_output("git -c safe.directory=* -C /srv/prefect/mirrors/flows.git worktree list --porcelain")
         assert listed.count("worktree ") == 1 and "bare" in listed, (name, listed)
+
+
+def test_a_deployment_served_from_every_host_completes_wherever_it_runs():
+    """prefect flow serve records its working directory in the deployment; each host
+    serves from the same path, so a run loads its code on whichever host picks it up."""
+    deployment = api("/deployments/name/hello/served")
+    assert deployment["work_pool_name"] is None
+    runs = [api(f"/deployments/{deployment['id']}/create_flow_run", {}, idempotent=False) for _ in range(6)]
+    states = {r["id"]: wait_for_state(r["id"], timeout=300) for r in runs}
+    assert set(states.values()) == {"COMPLETED"}, states
+    for run in runs:
+        messages = wait_for_log(run["id"], "working directory: /srv/prefect/runs/serve-hello/flows")
+        assert "working directory: /srv/prefect/runs/serve-hello/flows" in messages, messages
