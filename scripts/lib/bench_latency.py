@@ -1,0 +1,215 @@
+"""scripts/bench --only latency: trigger -> Running and trigger -> first flow log line on a
+provisioned host, Prefect's defaults beside the kit's settings and a served flow, in one run.
+
+It uses the local fleet of scripts/demo (started or reused with `scripts/demo --runs 0`):
+the demo's server, its git daemon serving examples/flows, and the host prefect-fleet-1,
+converged by playbooks/site.yml. Three ways to run the same `hello` flow, interleaved:
+
+  defaults  a process worker as Prefect starts it (`prefect worker start --pool P`, query
+            every 10 s), a pool with Prefect's default base job template (no command), and
+            the pull step `prefect deploy` writes for a git repository (`git_clone`: a
+            depth-1 clone of the repository into the run's temporary directory)
+  kit       the kit's workers (query every 2 s), the pool's command pointing at the
+            prebuilt venv, prefect-checkout pull steps (examples/flows/prefect.yaml)
+  served    the kit's served flow prefect-serve@hello (`prefect flow serve`, poll every 2 s)
+
+Each run is triggered through the API, then awaited before the next one starts. Times
+come from the API: the run's `created` (trigger), its `start_time` (Running) and the
+timestamp of its first "working directory:" log line (flow code running).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+HOST = "prefect-fleet-1"
+DEFAULTS_POOL = "bench-defaults"
+DEFAULTS_UNIT = "bench-defaults-worker"
+METHODS = ("defaults", "kit", "served")
+TARGET_RATIO = 0.5  # kit median <= 0.5 x defaults median
+TARGET_SECONDS = 3.5  # kit median trigger -> Running
+FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def __call__(self, path: str, body: object = None, method: str | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in range(7):
+            req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data else "GET"),
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    raw = resp.read()
+                    return json.loads(raw) if raw else None
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (429, 503) or attempt == 6:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def host_sh(script: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(["podman", "exec", HOST, "/bin/sh", "-c", script], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"bench: on {HOST}: {script}\n{result.stdout}{result.stderr}")
+    return result
+
+
+def prepare(repo: Path, log) -> tuple[Api, dict[str, str]]:
+    log("latency: starting or reusing the demo fleet (scripts/demo --runs 0) ...")
+    demo = subprocess.run([str(repo / "scripts/demo"), "--runs", "0"], capture_output=True, text=True)
+    if demo.returncode != 0:
+        raise SystemExit(f"bench: scripts/demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
+    state = repo / ".cache/demo"
+    api = Api((state / "server/url").read_text().strip())
+    origin = next(line.split(":", 1)[1].strip().strip('"') for line in (state / "vars.yml").read_text().splitlines()
+                  if line.startswith("local_fleet_git_url:"))
+
+    # Prefect's defaults: a pool made by the CLI (default base job template, no command)
+    # and a worker started the way Prefect's docs start one.
+    env = {"PREFECT_API_URL": api.url, "PATH": str(repo / ".venv/bin") + ":/usr/bin:/bin",
+           "PREFECT_HOME": str(state / "bench-prefect-home")}
+    subprocess.run([str(repo / ".venv/bin/prefect"), "work-pool", "create", DEFAULTS_POOL, "--type", "process"],
+                   capture_output=True, text=True, env=env)
+    api(f"/work_pools/{DEFAULTS_POOL}")  # raises if it does not exist
+    host_sh(f"systemctl stop {DEFAULTS_UNIT} 2>/dev/null; systemctl reset-failed {DEFAULTS_UNIT} 2>/dev/null; "
+            f"systemd-run --unit={DEFAULTS_UNIT} --quiet --uid=prefect --gid=prefect "
+            f"-p WorkingDirectory=/srv/prefect/home -E HOME=/srv/prefect/home -E PREFECT_API_URL={api.url} "
+            f"/srv/prefect/envs/flows/current/bin/prefect worker start --pool {DEFAULTS_POOL} "
+            f"--name {HOST}-bench-defaults", check=True)
+
+    flow = api("/flows/", {"name": "hello"})
+    default_deployment = api("/deployments/", {
+        "name": "bench-defaults", "flow_id": flow["id"], "work_pool_name": DEFAULTS_POOL,
+        "entrypoint": "flows/hello.py:hello",
+        # What `prefect deploy` writes for a deployment from a git repository.
+        "pull_steps": [{"prefect.deployments.steps.git_clone": {"repository": origin, "branch": "main"}}],
+    })
+    deployments = {
+        "defaults": default_deployment["id"],
+        "kit": api("/deployments/name/hello/hello")["id"],
+        "served": api("/deployments/name/hello/served")["id"],
+    }
+    # The defaults worker polls every 10 s: wait until it is ONLINE, not timed.
+    deadline = time.monotonic() + 90
+    while True:
+        workers = {w["name"]: w["status"] for w in api(f"/work_pools/{DEFAULTS_POOL}/workers/filter", {})}
+        if workers.get(f"{HOST}-bench-defaults") == "ONLINE":
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: the defaults worker did not come online: {host_sh(f'journalctl -n 30 -u {DEFAULTS_UNIT}', False).stdout}")
+        time.sleep(2)
+    return api, deployments
+
+
+def one_run(api: Api, deployment_id: str, timeout: float = 120) -> dict[str, float]:
+    run = api(f"/deployments/{deployment_id}/create_flow_run", {})
+    deadline = time.monotonic() + timeout
+    while True:
+        current = api(f"/flow_runs/{run['id']}")
+        if current["state"]["type"] in FINAL:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: run {run['id']} still {current['state']['type']} after {timeout:.0f} s")
+        time.sleep(0.25)
+    if current["state"]["type"] != "COMPLETED":
+        raise SystemExit(f"bench: run {run['id']} ended {current['state']['type']}: {current['state'].get('message')}")
+    first = None
+    deadline = time.monotonic() + 30
+    while first is None and time.monotonic() < deadline:
+        logs = api("/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "sort": "TIMESTAMP_ASC", "limit": 50})
+        first = next((e for e in logs if e["message"].startswith("working directory:")), None)
+        if first is None:
+            time.sleep(0.5)
+    if first is None:
+        raise SystemExit(f"bench: run {run['id']} logged no 'working directory:' line")
+    created = ts(current["created"])
+    return {"running": ts(current["start_time"]) - created, "first_log": ts(first["timestamp"]) - created}
+
+
+def bench(repo: Path, reps: int, log, percentile) -> dict:
+    api, deployments = prepare(repo, log)
+    times: dict[str, dict[str, list[float]]] = {m: {"running": [], "first_log": []} for m in METHODS}
+    try:
+        for i in range(reps):
+            order = METHODS[i % len(METHODS):] + METHODS[:i % len(METHODS)]
+            for method in order:
+                result = one_run(api, deployments[method])
+                for key, value in result.items():
+                    times[method][key].append(value)
+            log(f"latency repetition {i + 1}/{reps}: " + ", ".join(
+                f"{m} {times[m]['running'][-1]:.2f}s/{times[m]['first_log'][-1]:.2f}s" for m in METHODS))
+    finally:
+        host_sh(f"systemctl stop {DEFAULTS_UNIT}", check=False)
+    rows = []
+    for m in METHODS:
+        r, f = times[m]["running"], times[m]["first_log"]
+        rows.append({"method": m, "running_median": statistics.median(r), "running_p90": percentile(r, 0.9),
+                     "running_min": min(r), "first_log_median": statistics.median(f),
+                     "first_log_p90": percentile(f, 0.9), "first_log_min": min(f)})
+    by = {row["method"]: row for row in rows}
+    return {"reps": reps, "rows": rows,
+            "ratio_kit_defaults": by["kit"]["running_median"] / by["defaults"]["running_median"],
+            "kit_running_median": by["kit"]["running_median"]}
+
+
+WHAT = {
+    "defaults": "Prefect's defaults: worker query 10 s, no `command`, `git_clone` pull step",
+    "kit": "the kit: query 2 s, `command` = prebuilt venv's python, `prefect-checkout` pull steps",
+    "served": "the kit's served flow (`prefect-serve@hello`, poll 2 s)",
+}
+
+
+def print_table(r: dict, verdict) -> None:
+    print(f"\n{'method':<10}{'Running median':>16}{'p90':>8}{'min':>8}{'first log median':>18}{'p90':>8}{'min':>8}")
+    for row in r["rows"]:
+        print(f"{row['method']:<10}{row['running_median']:>16.2f}{row['running_p90']:>8.2f}{row['running_min']:>8.2f}"
+              f"{row['first_log_median']:>18.2f}{row['first_log_p90']:>8.2f}{row['first_log_min']:>8.2f}")
+    print(f"\nkit / defaults trigger->Running median: {r['ratio_kit_defaults']:.2f} "
+          f"(target <= {TARGET_RATIO}: {verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}); "
+          f"kit median {r['kit_running_median']:.2f} s (target <= {TARGET_SECONDS} s: "
+          f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)})")
+
+
+def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
+    lines = [
+        "## latency: trigger to Running and to the first flow log line",
+        "",
+        f"`scripts/bench --only latency{' --quick' if quick else ''}`: the same trivial flow (`hello` of "
+        f"examples/flows) on one host of the demo fleet (`{HOST}`, converged by `playbooks/site.yml`), "
+        f"{r['reps']} interleaved runs of each method, one run at a time. Seconds from the run's creation in "
+        "the API to its Running state, and to its first log line from flow code.",
+        "",
+        "| method | what runs the flow | Running median s | p90 | min | first log median s | p90 | min |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        lines.append(f"| {row['method']} | {WHAT[row['method']]} | {row['running_median']:.2f} | "
+                     f"{row['running_p90']:.2f} | {row['running_min']:.2f} | {row['first_log_median']:.2f} | "
+                     f"{row['first_log_p90']:.2f} | {row['first_log_min']:.2f} |")
+    lines += [
+        "",
+        f"- kit / defaults, trigger to Running (median): **{r['ratio_kit_defaults']:.2f}** — target ≤ {TARGET_RATIO}: "
+        f"{verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}.",
+        f"- kit, trigger to Running (median): **{r['kit_running_median']:.2f} s** — target ≤ {TARGET_SECONDS} s: "
+        f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)}.",
+        "- A worker's poll interval adds on average half of itself (5 s with Prefect's 10 s, 1 s with the kit's "
+        "2 s); most of the rest is the flow-run process starting Python and importing Prefect.",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".",
+    ]
+    return "\n".join(lines)
