@@ -1,6 +1,7 @@
 """The converged environments: built offline, smoke-tested, switched, owned right."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,11 @@ def test_no_installer_ran_against_an_index(host):
     # build that had tried the network would have failed; the wheelhouse is there.
     assert host.file("/srv/prefect/wheelhouse/.stamp").exists
     assert host.run("ls /srv/prefect/wheelhouse/*.whl | wc -l").stdout.strip() != "0"
+
+
+def test_check_mode_on_a_converged_host_reports_no_change(run_playbook):
+    """`--check --diff` is how users look for drift: on a converged host it must say
+    nothing would change (the pip module used to claim a change of uv in check mode)."""
+    result = run_playbook(Path(__file__).resolve().parents[1] / "converge.yml", check=True)
+    assert result.rc == 0, result.output
+    assert result.recap and all(r["changed"] == 0 for r in result.recap.values()), result.output[-3000:]
