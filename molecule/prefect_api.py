@@ -24,14 +24,15 @@ def api_url() -> str:
 
 def api(path: str, body: dict | list | None = None, method: str | None = None, idempotent: bool = True):
     """Call the API; like Prefect's own client, retry 429/503 (the SQLite server's
-    "database busy" under load), and, for calls that may safely be repeated (reads and
-    filters: idempotent=True), a timeout too."""
+    "database busy" under load), and, for calls that may safely be repeated (reads,
+    filters, upserts, run creation with an idempotency key: idempotent=True), a timeout
+    too."""
     data = json.dumps(body).encode() if body is not None else None
     for attempt in range(7):
         req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
+            with urllib.request.urlopen(req, timeout=90) as resp:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,17 +51,24 @@ def test_every_worker_is_online(hosts):
         time.sleep(2)
 
 
+def table(output: str) -> list[list[str]]:
+    """The rows of verify.yml's table: [host, check, ok/FAIL, detail]."""
+    rows = [[cell.strip() for cell in line.split("|", 3)] for line in output.splitlines() if line.count("|") >= 3]
+    return [row for row in rows if len(row) == 4 and row[2] in ("ok", "FAIL")]
+
+
 def fails(output: str) -> list[str]:
-    """The rows of verify.yml's table (host | check | ok/FAIL | detail) that say FAIL."""
-    rows = [[cell.strip() for cell in line.split("|")] for line in output.splitlines() if line.count("|") >= 3]
-    return sorted({" | ".join(row) for row in rows if len(row) >= 4 and row[2] == "FAIL"})
+    return sorted({" | ".join(row) for row in table(output) if row[2] == "FAIL"})
 
 
 def test_verify_passes_on_the_healthy_fleet(run_playbook):
     result = run_playbook(REPO / "playbooks/verify.yml")
     assert result.rc == 0 and not fails(result.output), result.output
-    # Per host: 2 workers online, 2 health endpoints, 1 mirror, 1 env, disk free.
-    assert f"All {len(HOSTS) * 7} checks passed." in result.output, result.output
+    # Per host: 2 workers online, 3 health endpoints (2 workers, 1 served flow), 1 mirror,
+    # 1 env, disk free.
+    assert f"All {len(HOSTS) * 8} checks passed." in result.output, result.output
+    served = {row[0].split()[-1] for row in table(result.output) if row[1] == "served hello health" and row[2] == "ok"}
+    assert served == set(HOSTS), result.output
 
 
 def test_verify_names_what_is_off(hosts, run_playbook):
@@ -96,6 +104,21 @@ def test_deploy_the_example_flows_with_prefect_deploy():
         assert deployment["job_variables"]["command"].startswith("/srv/prefect/envs/flows/current/bin/python")
 
 
+def test_a_deployment_served_from_every_host_completes_wherever_it_runs():
+    """prefect flow serve records its working directory in the deployment; each host
+    serves from the same path, so a run loads its code on whichever host picks it up."""
+    deployment = api("/deployments/name/hello/served")
+    assert deployment["work_pool_name"] is None
+    tag = uuid.uuid4().hex
+    runs = [api(f"/deployments/{deployment['id']}/create_flow_run", {"idempotency_key": f"served-{tag}-{i}"})
+            for i in range(6)]
+    states = {r["id"]: wait_for_state(r["id"], timeout=300) for r in runs}
+    assert set(states.values()) == {"COMPLETED"}, states
+    for run in runs:
+        messages = wait_for_log(run["id"], "working directory: /srv/prefect/runs/serve-hello/flows")
+        assert "working directory: /srv/prefect/runs/serve-hello/flows" in messages, messages
+
+
 def test_burst_of_48_runs_completes(hosts):
     generations = {n: h.check_output("readlink -f /srv/prefect/envs/flows/current") for n, h in hosts.items()}
     # A process audit on every host for the whole burst: what ran, sampled every 0.2 s.
@@ -104,11 +127,19 @@ def test_burst_of_48_runs_completes(hosts):
               "'while :; do ps -eo args >> %s; sleep 0.2; done'", AUDIT, AUDIT)
     ids = {name: api(f"/deployments/name/{name}")["id"] for name in ("hello/hello", "report/report")}
     plan = ["hello/hello" if i % 3 else "report/report" for i in range(BURST)]
-    # Created within a few seconds; creation is not retried on a timeout (it could make a
-    # run twice), so a few threads only: the SQLite server is busy during a burst.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        runs = list(pool.map(lambda name: api(f"/deployments/{ids[name]}/create_flow_run", {}, idempotent=False),
-                             plan))
+    tag = uuid.uuid4().hex
+    # All 48 are released at once: created while the pool is paused, then the pool opens.
+    # An idempotency key per run makes a retried creation return the same run.
+    api("/work_pools/fleet", {"is_paused": True}, method="PATCH")
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            runs = list(pool.map(
+                lambda item: api(f"/deployments/{ids[item[1]]}/create_flow_run",
+                                 {"idempotency_key": f"burst-{tag}-{item[0]}"}),
+                enumerate(plan)))
+    finally:
+        api("/work_pools/fleet", {"is_paused": False}, method="PATCH")
+    assert len({r["id"] for r in runs}) == BURST
     deadline = time.monotonic() + 600
     states: dict[str, str] = {}
     while True:
@@ -180,20 +211,41 @@ def test_cleanup_playbook_removes_the_burst_run_directories(hosts, run_playbook)
     assert result.rc == 0, result.output
     left = {n: h.run(listing).stdout.split() for n, h in hosts.items()}
     assert all(not v for v in left.values()), left
+    burst_dirs = {f"/srv/prefect/runs/{r['id']}/flows" for r in burst()["runs"]}
     for name, h in hosts.items():
-        # The cleanup pruned the worktrees' metadata: only the bare mirror itself is listed.
+        # The cleanup pruned the worktrees' metadata: left are the bare mirror itself and
+        # the served flow's checkout, which its running unit uses.
         listed = h.check_output("git -c safe.directory=* -C /srv/prefect/mirrors/flows.git worktree list --porcelain")
-        assert listed.count("worktree ") == 1 and "bare" in listed, (name, listed)
+        worktrees = {line.split(" ", 1)[1] for line in listed.splitlines() if line.startswith("worktree ")}
+        assert worktrees == {"/srv/prefect/mirrors/flows.git", "/srv/prefect/runs/serve-hello/flows"}, (name, listed)
+        assert not worktrees & burst_dirs
 
 
-def test_a_deployment_served_from_every_host_completes_wherever_it_runs():
-    """prefect flow serve records its working directory in the deployment; each host
-    serves from the same path, so a run loads its code on whichever host picks it up."""
-    deployment = api("/deployments/name/hello/served")
-    assert deployment["work_pool_name"] is None
-    runs = [api(f"/deployments/{deployment['id']}/create_flow_run", {}, idempotent=False) for _ in range(6)]
-    states = {r["id"]: wait_for_state(r["id"], timeout=300) for r in runs}
-    assert set(states.values()) == {"COMPLETED"}, states
-    for run in runs:
-        messages = wait_for_log(run["id"], "working directory: /srv/prefect/runs/serve-hello/flows")
-        assert "working directory: /srv/prefect/runs/serve-hello/flows" in messages, messages
+def test_uninstall_takes_the_kit_off_one_host_and_keeps_its_data(hosts, run_playbook):
+    h = hosts["fleet-3"]
+    result = run_playbook(REPO / "playbooks/uninstall.yml", limit="fleet-3")
+    assert result.rc == 0 and result.recap["fleet-3"]["failed"] == 0, result.output
+    assert h.run("systemctl list-unit-files --no-legend 'prefect-*'").stdout.strip() == ""
+    assert h.run("pgrep -u prefect").stdout.strip() == "", "a process of the kit's user still runs"
+    for gone in ("/etc/prefect", "/etc/cron.d/prefect-cleanup", "/usr/local/bin/prefect-checkout",
+                 "/usr/local/bin/prefect-cleanup", "/usr/local/lib/prefect-fleet"):
+        assert not h.file(gone).exists, gone
+    # The data stays unless purged: venvs, mirrors, the user that owns them.
+    assert h.file("/srv/prefect/envs/flows/current/bin/python").exists
+    assert h.file("/srv/prefect/mirrors/flows.git/HEAD").exists
+    assert h.user("prefect").exists
+    # The other hosts and the work pool are untouched.
+    assert hosts["fleet-1"].service("prefect-worker@a.service").is_running
+    assert api("/work_pools/fleet")["name"] == "fleet"
+    again = run_playbook(REPO / "playbooks/uninstall.yml", limit="fleet-3")
+    assert again.rc == 0 and again.recap["fleet-3"]["changed"] == 0, again.output
+
+
+def test_uninstall_with_purge_removes_the_data_too(hosts, run_playbook):
+    h = hosts["fleet-3"]
+    result = run_playbook(REPO / "playbooks/uninstall.yml", extra_vars={"prefect_fleet_purge": True},
+                          limit="fleet-3")
+    assert result.rc == 0, result.output
+    assert not h.file("/srv/prefect").exists
+    assert not h.user("prefect").exists
+    assert hosts["fleet-1"].service("prefect-worker@a.service").is_running
