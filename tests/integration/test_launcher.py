@@ -1,0 +1,344 @@
+"""The warm launcher (prefect-launcher + prefect-launch), end to end on this machine.
+
+A real Prefect server (the `prefect_server` fixture), a real `prefect worker start --type
+process` polling every second, and the launcher serving an environment directory laid out
+as prefect_venv lays it out (<env>/<generation>/, <env>/current -> <generation>). The two
+generations here are small venvs of this machine's Python that see the test venv's
+site-packages (prefect 3.8.8) through a .pth file, so switching `current` is a real
+generation change. The deployments' `command` is the client, exactly as the kit's pools
+set it: `prefect-launch --socket SOCKET <env>/current/bin/python -m prefect.engine`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts" / "lib"))
+from prefect_rest import PrefectRest  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+FILES = REPO / "roles" / "prefect_worker" / "files"
+LAUNCHER = FILES / "prefect-launcher"
+CLIENT = FILES / "prefect-launch"
+FLOWS = Path(__file__).resolve().parent / "launcher_flows"
+VENV_BIN = Path(sys.executable).parent
+HELLO = re.compile(r"launched-hello mark=(\S*) pid=(\d+) parent=(\d+) grandparent=(\d+) cwd=(\S+) python=(\S+) "
+                   r"env=(\S*) prefix=(\S+)")
+
+
+def make_generation(path: Path) -> Path:
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = next(path.glob("lib/python3*/site-packages"))
+    (site / "kit-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(interval)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class Launcher:
+    """prefect-launcher for one environment, started as its unit starts it."""
+
+    def __init__(self, env_dir: Path, socket: Path, log: Path, home: Path) -> None:
+        self.env_dir, self.socket, self.log, self.home = env_dir, socket, log, home
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *extra: str, wait: bool = True) -> subprocess.Popen:
+        self.log.write_text("")
+        env = {"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(self.home), "LANG": "C.UTF-8"}
+        with self.log.open("a") as out:
+            self.proc = subprocess.Popen(
+                [str(self.env_dir / "current/bin/python"), "-I", str(LAUNCHER), "--env-dir", str(self.env_dir),
+                 "--socket", str(self.socket), *extra], stdout=out, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            wait_until(lambda: "ready on" in self.log.read_text() or self.proc.poll() is not None, 60,
+                       "launcher ready")
+            assert self.proc.poll() is None, self.log.read_text()
+        return self.proc
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+class Bench:
+    """The server, the worker, the launcher and one deployment per test flow."""
+
+    def __init__(self, api: PrefectRest, launcher: Launcher, worker: subprocess.Popen, worker_log: Path,
+                 deployments: dict[str, str], tmp: Path) -> None:
+        self.api, self.launcher, self.worker, self.worker_log = api, launcher, worker, worker_log
+        self.deployments, self.tmp = deployments, tmp
+
+    def trigger(self, flow: str, **parameters) -> str:
+        return self.api.trigger(self.deployments[flow], parameters)
+
+    def hello(self, run_id: str) -> re.Match:
+        logs = self.api.wait_for_log(run_id, "launched-hello mark=")
+        match = next(m for m in map(HELLO.search, logs) if m)
+        return match
+
+    def worker_tail(self) -> str:
+        return self.worker_log.read_text(errors="replace")[-5000:]
+
+    def clients(self) -> list[int]:
+        """The worker's flow-run processes that are prefect-launch clients."""
+        found = []
+        for pid in children(self.worker.pid):
+            try:
+                if str(CLIENT).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+            except OSError:
+                pass
+        return found
+
+
+@pytest.fixture(scope="module")
+def bench(prefect_server, tmp_path_factory) -> Iterator[Bench]:
+    tmp = tmp_path_factory.mktemp("launcher")
+    env_dir = tmp / "envs" / "flows"
+    env_dir.mkdir(parents=True)
+    for name in ("g1", "g2"):
+        make_generation(env_dir / name)
+    (env_dir / "current").symlink_to("g1")
+    (tmp / "home").mkdir()
+    launcher = Launcher(env_dir, tmp / "launchers" / "flows.sock", tmp / "launcher.log", tmp / "home")
+    launcher.start()
+
+    api = PrefectRest(prefect_server.url, timeout=30)
+    pool = f"launcher-{uuid.uuid4().hex[:6]}"
+    worker_log = tmp / "worker.log"
+    env = {**os.environ, "PREFECT_API_URL": prefect_server.url, "PREFECT_HOME": str(tmp / "home"),
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+           "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false", "LAUNCHER_TEST_MARK": "from-the-worker"}
+    with worker_log.open("w") as out:
+        worker = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                                   "--limit", "40"], stdout=out, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True)
+    try:
+        wait_until(lambda: api("/work_pools/filter", {"work_pools": {"name": {"any_": [pool]}}}), 60, "pool created")
+        command = f"{CLIENT} --socket {launcher.socket} {env_dir}/current/bin/python -m prefect.engine"
+        deployments = {}
+        for name in ("hello", "sleeper", "fails", "exits"):
+            flow_id = api("/flows/", {"name": f"launched-{name}"})["id"]
+            deployments[name] = api("/deployments/", {
+                "name": f"launcher-{name}", "flow_id": flow_id, "work_pool_name": pool,
+                "entrypoint": f"launched.py:{name}",
+                "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": str(FLOWS)}}],
+                "job_variables": {"command": command},
+            })["id"]
+        yield Bench(api, launcher, worker, worker_log, deployments, tmp)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+        launcher.stop()
+
+
+@pytest.fixture
+def running(bench: Bench) -> Bench:
+    """The launcher is up on generation g1 when the test starts."""
+    current = bench.launcher.env_dir / "current"
+    if os.readlink(current) != "g1":
+        tmp_link = current.with_name(".current-tmp")
+        tmp_link.symlink_to("g1")
+        tmp_link.replace(current)
+        bench.launcher.stop()
+    if bench.launcher.proc is None or bench.launcher.proc.poll() is not None:
+        bench.launcher.start()
+    return bench
+
+
+def test_a_run_through_the_launcher_completes_with_its_logs_in_the_api(running: Bench):
+    mark = uuid.uuid4().hex
+    run_id = running.trigger("hello", mark=mark)
+    state = running.api.wait([run_id], timeout=120)[run_id]["state"]
+    assert state["type"] == "COMPLETED", (state, running.worker_tail())
+    hello = running.hello(run_id)
+    assert hello.group(1) == mark
+    # Forked by the launcher: the run's parent is its monitor, whose parent is the launcher.
+    assert int(hello.group(4)) == running.launcher.pid, (hello.group(0), running.launcher.pid)
+    assert hello.group(5) == str(FLOWS)  # the pull step's working directory
+    assert hello.group(6) == f"{running.launcher.env_dir}/current/bin/python"
+    assert hello.group(7) == "from-the-worker"  # the worker's environment, not the launcher's
+    assert hello.group(8) == str(running.launcher.env_dir / "g1")
+
+
+def test_cancelling_a_run_from_the_api_stops_it(running: Bench):
+    pidfile = running.tmp / f"cancel-{uuid.uuid4().hex}.pid"
+    run_id = running.trigger("sleeper", seconds=300, pidfile=str(pidfile))
+    running.api.wait([run_id], states=("RUNNING",), timeout=120)
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 30, "sleeper wrote its pid"))
+    running.api(f"/flow_runs/{run_id}/set_state", {"state": {"type": "CANCELLING"}, "force": True})
+    final = running.api.wait([run_id], timeout=90)[run_id]["state"]["type"]
+    assert final == "CANCELLED", running.worker_tail()
+    wait_until(lambda: not pid_alive(pid), 30, f"cancelled run's process {pid} gone")
+
+
+def test_a_failing_flow_is_reported_failed(running: Bench):
+    run_id = running.trigger("fails")
+    assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "FAILED"
+    running.api.wait_for_log(run_id, "launched-fails raised on purpose")
+
+
+def test_a_flow_that_exits_hard_is_reported_crashed_with_its_exit_code(running: Bench):
+    run_id = running.trigger("exits", code=3)
+    state = running.api.wait([run_id], timeout=120)[run_id]["state"]
+    assert state["type"] == "CRASHED", state
+    assert "3" in (state.get("message") or ""), state  # the exit code, relayed by the client
+
+
+def test_killing_the_client_kills_the_run(running: Bench):
+    pidfile = running.tmp / f"kill-{uuid.uuid4().hex}.pid"
+    run_id = running.trigger("sleeper", seconds=300, pidfile=str(pidfile))
+    running.api.wait([run_id], states=("RUNNING",), timeout=120)
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 30, "sleeper wrote its pid"))
+    clients = wait_until(running.clients, 10, "the run's prefect-launch client")
+    assert len(clients) == 1, clients
+    assert pid not in clients  # the run is the launcher's child, not the worker's
+    os.kill(clients[0], signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid), 15, f"run process {pid} killed with its client")
+    assert running.api.wait([run_id], timeout=90)[run_id]["state"]["type"] == "CRASHED"
+
+
+def test_32_concurrent_runs_through_one_launcher_all_complete(running: Bench):
+    marks = [uuid.uuid4().hex for _ in range(32)]
+    run_ids = [running.trigger("hello", mark=mark) for mark in marks]
+    runs = running.api.wait(run_ids, timeout=400)
+    states = [run["state"]["type"] for run in runs.values()]
+    assert states.count("COMPLETED") == 32, (states, running.worker_tail())
+    for run_id, mark in zip(run_ids, marks):
+        hello = running.hello(run_id)
+        assert hello.group(1) == mark
+        assert int(hello.group(4)) == running.launcher.pid
+
+
+def test_launcher_memory_stays_flat_across_500_launches(running: Bench):
+    """500 launches through the client, each a full request: fds, env and cwd handed over,
+    monitor and run forked, prefect.engine run to its exit (here the engine's own exit 1 for
+    an argument that is not a flow run id, so no server load). The launcher's RSS after 500
+    must stay within 2 MiB of what it was after a first 50."""
+    command = [str(CLIENT), "--socket", str(running.launcher.socket),
+               f"{running.launcher.env_dir}/current/bin/python", "-m", "prefect.engine", "not-a-flow-run-id"]
+
+    def launch(count: int) -> None:
+        procs: list[subprocess.Popen] = []
+        for _ in range(count):
+            procs.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            if len(procs) == 8:
+                check(procs.pop(0))
+        for proc in procs:
+            check(proc)
+
+    def check(proc: subprocess.Popen) -> None:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err
+        assert b"Invalid flow run id" in err and b"prefect-launch:" not in err, err  # the engine's, not a fallback
+
+    launch(50)
+    before = rss_kb(running.launcher.pid)
+    launch(500)
+    after = rss_kb(running.launcher.pid)
+    assert after - before < 2048, f"launcher RSS grew from {before} KiB to {after} KiB over 500 launches"
+
+
+def test_a_new_generation_is_picked_up_while_runs_in_flight_finish_on_the_old(running: Bench):
+    pidfile = running.tmp / f"gen-{uuid.uuid4().hex}.pid"
+    in_flight = running.trigger("sleeper", seconds=8, pidfile=str(pidfile))
+    running.api.wait([in_flight], states=("RUNNING",), timeout=120)
+    wait_until(pidfile.exists, 30, "sleeper started")
+    launcher_pid = running.launcher.pid
+    current = running.launcher.env_dir / "current"
+    tmp_link = current.with_name(".current-tmp")
+    tmp_link.symlink_to("g2")
+    tmp_link.replace(current)  # as prefect-venv switches generations
+    wait_until(lambda: re.search(r"ready on .*/g2 ", running.launcher.log.read_text()), 60, "launcher on g2")
+    assert running.launcher.pid == launcher_pid and running.launcher.proc.poll() is None  # re-executed in place
+    run_id = running.trigger("hello", mark="after-switch")
+    assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED"
+    hello = running.hello(run_id)
+    assert hello.group(8) == str(running.launcher.env_dir / "g2")
+    assert int(hello.group(4)) == launcher_pid
+    assert running.api.wait([in_flight], timeout=60)[in_flight]["state"]["type"] == "COMPLETED"
+
+
+def test_with_the_launcher_down_runs_fall_back_and_complete(running: Bench):
+    running.launcher.stop()
+    assert not running.launcher.socket.exists()  # a stopped launcher takes its socket away
+    run_id = running.trigger("hello", mark="no-launcher")
+    assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED", running.worker_tail()
+    hello = running.hello(run_id)
+    assert int(hello.group(3)) == running.worker.pid  # the worker's own child: the client exec'd the engine
+
+    # A launcher killed outright leaves its socket behind, with nobody listening.
+    running.launcher.start()
+    running.launcher.proc.kill()
+    running.launcher.proc.wait()
+    assert running.launcher.socket.exists()
+    run_id = running.trigger("hello", mark="stale-socket")
+    assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED", running.worker_tail()
+    assert int(running.hello(run_id).group(3)) == running.worker.pid
+
+
+def test_the_launcher_refuses_to_start_when_an_import_starts_a_thread(bench: Bench, tmp_path: Path):
+    site = next((bench.launcher.env_dir / "g1").glob("lib/python3*/site-packages"))
+    (site / "kit_thread_probe.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n")
+    other = Launcher(bench.launcher.env_dir, tmp_path / "probe.sock", tmp_path / "probe.log", bench.launcher.home)
+    proc = other.start("--preload", "kit_thread_probe", wait=False)
+    assert proc.wait(timeout=60) == 78  # EX_CONFIG: the unit does not restart on it
+    assert "refusing to start" in other.log.read_text()
+    assert not other.socket.exists()
