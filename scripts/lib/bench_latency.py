@@ -9,8 +9,9 @@ converged by playbooks/site.yml. Three ways to run the same `hello` flow, interl
             every 10 s), a pool with Prefect's default base job template (no command), and
             the pull step `prefect deploy` writes for a git repository (`git_clone`: a
             depth-1 clone of the repository into the run's temporary directory)
-  kit       the kit's workers (query every 2 s), the pool's command pointing at the
-            prebuilt venv, prefect-checkout pull steps (examples/flows/prefect.yaml)
+  kit       the kit's workers (query every 2 s), `command` pointing at the prebuilt
+            venv's python, prefect-checkout pull steps (examples/flows/prefect.yaml)
+  launcher  the same, with `command` through the venv's warm launcher (prefect-launch)
   served    the kit's served flow prefect-serve@hello (`prefect flow serve`, poll every 2 s)
 
 Each run is triggered through the API, then awaited before the next one starts. Times
@@ -20,42 +21,28 @@ timestamp of its first "working directory:" log line (flow code running).
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from datetime import datetime
 from pathlib import Path
+
+from prefect_rest import PrefectRest as Api
 
 HOST = "prefect-fleet-1"
 DEFAULTS_POOL = "bench-defaults"
 DEFAULTS_UNIT = "bench-defaults-worker"
-METHODS = ("defaults", "kit", "served")
+METHODS = ("defaults", "kit", "launcher", "served")
 TARGET_RATIO = 0.5  # kit median <= 0.5 x defaults median
 TARGET_SECONDS = 3.5  # kit median trigger -> Running
+LAUNCHER_SECONDS = 1.0  # launcher median trigger -> first flow log line
+LAUNCHER_RATIO = 0.5  # launcher / kit, trigger -> first flow log line (medians)
+PYTHON = "/srv/prefect/envs/flows/current/bin/python"
+COMMANDS = {
+    "kit": f"{PYTHON} -m prefect.engine",
+    "launcher": f"/usr/local/bin/prefect-launch --socket /srv/prefect/launchers/flows.sock {PYTHON} -m prefect.engine",
+}
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-
-
-class Api:
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-
-    def __call__(self, path: str, body: object = None, method: str | None = None):
-        data = json.dumps(body).encode() if body is not None else None
-        for attempt in range(7):
-            req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data else "GET"),
-                                         headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    raw = resp.read()
-                    return json.loads(raw) if raw else None
-            except urllib.error.HTTPError as exc:
-                if exc.code not in (429, 503) or attempt == 6:
-                    raise
-                time.sleep(0.5 * 2**attempt)
-        raise AssertionError("unreachable")
 
 
 def ts(value: str) -> float:
@@ -99,11 +86,16 @@ def prepare(repo: Path, log) -> tuple[Api, dict[str, str]]:
         # What `prefect deploy` writes for a deployment from a git repository.
         "pull_steps": [{"prefect.deployments.steps.git_clone": {"repository": origin, "branch": "main"}}],
     })
-    deployments = {
-        "defaults": default_deployment["id"],
-        "kit": api("/deployments/name/hello/hello")["id"],
-        "served": api("/deployments/name/hello/served")["id"],
-    }
+    # The kit's deployment of hello (examples/flows), pinned to each command: the same pull
+    # steps and pool, so the launcher is the only difference between the two.
+    kit = api("/deployments/name/hello/hello")
+    deployments = {"defaults": default_deployment["id"], "served": api("/deployments/name/hello/served")["id"]}
+    for method, command in COMMANDS.items():
+        deployments[method] = api("/deployments/", {
+            "name": f"bench-{method}", "flow_id": flow["id"], "work_pool_name": kit["work_pool_name"],
+            "entrypoint": kit["entrypoint"], "pull_steps": kit["pull_steps"],
+            "job_variables": {**kit["job_variables"], "command": command},
+        })["id"]
     # The defaults worker polls every 10 s: wait until it is ONLINE, not timed.
     deadline = time.monotonic() + 90
     while True:
@@ -164,12 +156,15 @@ def bench(repo: Path, reps: int, log, percentile) -> dict:
     by = {row["method"]: row for row in rows}
     return {"reps": reps, "rows": rows,
             "ratio_kit_defaults": by["kit"]["running_median"] / by["defaults"]["running_median"],
-            "kit_running_median": by["kit"]["running_median"]}
+            "kit_running_median": by["kit"]["running_median"],
+            "launcher_first_log_median": by["launcher"]["first_log_median"],
+            "ratio_launcher_kit": by["launcher"]["first_log_median"] / by["kit"]["first_log_median"]}
 
 
 WHAT = {
     "defaults": "Prefect's defaults: worker query 10 s, no `command`, `git_clone` pull step",
     "kit": "the kit: query 2 s, `command` = prebuilt venv's python, `prefect-checkout` pull steps",
+    "launcher": "the kit, `command` through the venv's warm launcher (`prefect-launch`)",
     "served": "the kit's served flow (`prefect-serve@hello`, poll 2 s)",
 }
 
@@ -183,6 +178,9 @@ def print_table(r: dict, verdict) -> None:
           f"(target <= {TARGET_RATIO}: {verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}); "
           f"kit median {r['kit_running_median']:.2f} s (target <= {TARGET_SECONDS} s: "
           f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)})")
+    print(f"launcher trigger->first log median {r['launcher_first_log_median']:.2f} s (target <= {LAUNCHER_SECONDS} s: "
+          f"{verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}); launcher / kit {r['ratio_launcher_kit']:.2f} "
+          f"(target <= {LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)})")
 
 
 def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
@@ -207,6 +205,10 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         f"{verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}.",
         f"- kit, trigger to Running (median): **{r['kit_running_median']:.2f} s** — target ≤ {TARGET_SECONDS} s: "
         f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)}.",
+        f"- launcher, trigger to first flow log line (median): **{r['launcher_first_log_median']:.2f} s** — target ≤ "
+        f"{LAUNCHER_SECONDS} s: {verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}.",
+        f"- launcher / kit, trigger to first flow log line (median): **{r['ratio_launcher_kit']:.2f}** — target ≤ "
+        f"{LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)}.",
         "- A worker's poll interval adds on average half of itself (5 s with Prefect's 10 s, 1 s with the kit's "
         "2 s); most of the rest is the flow-run process starting Python and importing Prefect.",
         "",

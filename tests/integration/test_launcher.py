@@ -36,7 +36,7 @@ CLIENT = FILES / "prefect-launch"
 FLOWS = Path(__file__).resolve().parent / "launcher_flows"
 VENV_BIN = Path(sys.executable).parent
 HELLO = re.compile(r"launched-hello mark=(\S*) pid=(\d+) parent=(\d+) grandparent=(\d+) cwd=(\S+) python=(\S+) "
-                   r"env=(\S*) prefix=(\S+)")
+                   r"env=(\S*) prefix=(\S+) path0=(\S+)")
 
 
 def make_generation(path: Path) -> Path:
@@ -316,12 +316,18 @@ def test_a_new_generation_is_picked_up_while_runs_in_flight_finish_on_the_old(ru
 
 
 def test_with_the_launcher_down_runs_fall_back_and_complete(running: Bench):
+    run_id = running.trigger("hello", mark="forked")
+    assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED"
+    forked = running.hello(run_id)
+    assert int(forked.group(4)) == running.launcher.pid
     running.launcher.stop()
     assert not running.launcher.socket.exists()  # a stopped launcher takes its socket away
     run_id = running.trigger("hello", mark="no-launcher")
     assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED", running.worker_tail()
     hello = running.hello(run_id)
     assert int(hello.group(3)) == running.worker.pid  # the worker's own child: the client exec'd the engine
+    # A forked run saw the sys.path a plain `python -m prefect.engine` sees: its start directory first.
+    assert hello.group(9) == forked.group(9), (hello.group(0), forked.group(0))
 
     # A launcher killed outright leaves its socket behind, with nobody listening.
     running.launcher.start()

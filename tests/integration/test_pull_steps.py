@@ -4,8 +4,8 @@ A real Prefect server (the `prefect_server` fixture), a real `prefect worker sta
 process` subprocess polling every second, and a real git origin served by `git daemon`
 on 127.0.0.1 holding the example flow repository (examples/flows). Its deployments are
 made by `prefect deploy --all` from a prefect.yaml built from the example's own: same
-pull steps, with only the pool and the `command` (this venv's python instead of
-/srv/prefect/envs/flows/current/bin/python) changed. `prefect-checkout` resolves on the
+pull steps, with only the pool changed and a `command` added (this venv's python; on the
+hosts the pool's base job template gives it). `prefect-checkout` resolves on the
 worker's PATH (roles/prefect_git_mirror/files) and keeps its mirror, run directories
 and locks in a temporary host tree, configured through PREFECT_CHECKOUT_* variables in
 the worker's environment, which the worker passes on to each flow-run process.
@@ -135,10 +135,8 @@ def deploy_file(pool: str) -> dict:
     for spec in config["deployments"]:
         spec = copy.deepcopy(spec)  # the example shares one work_pool mapping (a YAML alias)
         variables = spec["work_pool"]["job_variables"]
-        assert variables == {
-            "command": "/srv/prefect/envs/flows/current/bin/python -m prefect.engine",
-            "env": {"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"},
-        }
+        # The command is the pool's (the kit's base job template): the example sets none.
+        assert variables == {"env": {"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}}
         spec["work_pool"]["name"] = pool
         variables["command"] = f"{sys.executable} -m prefect.engine"
         deployments.append(spec)

@@ -61,10 +61,14 @@ S = "    prefect_worker_served_flows: [{name: s, healthcheck_port: 8091, %s}]"
          "invalid: ['s']", "served_flows"),
         (f"[{A}]", S % "path: relative/dir, entrypoint: 'flow.py:hello'", "invalid: ['s']", "served_flows"),
         (f"[{A}]", S % "repo: flows, entrypoint: 'flow.py:hello', limit: 0", "limit must be at least 1", "served_flows"),
+        (f"[{A}]", "    prefect_worker_launchers: [{env: 'bad env'}]", "invalid: ['bad env']", "launchers"),
+        (f"[{A}]", "    prefect_worker_launchers: [{env: flows, preload: ['pandas; rm -rf /']}]",
+         "invalid: ['pandas; rm -rf /']", "launchers"),
     ],
     ids=["duplicate names", "duplicate ports", "pool with a space", "env not in prefect_venv_envs",
          "env not built", "limit 0", "served port taken by a worker", "served repo and path",
-         "served entrypoint without function", "served repo not mirrored", "served relative path", "served limit 0"],
+         "served entrypoint without function", "served repo not mirrored", "served relative path", "served limit 0",
+         "launcher env with a space", "launcher preload not a module"],
 )
 def test_bad_input(host, run_playbook, host_state, instances, extra, message, variable):
     # Running workers write under /srv/prefect (home, runs): compare what the role writes.
@@ -93,4 +97,14 @@ def test_absent_served_flow_is_stopped_and_removed(host, run_playbook):
     assert not host.file("/etc/prefect/serve-hello.env").exists
     assert not host.file("/etc/systemd/system/prefect-serve@hello.service.d").exists
     assert host.file("/etc/systemd/system/prefect-serve@.service").exists, "the template stays for other served flows"
+    assert host.service("prefect-worker@a.service").is_running
+
+
+def test_absent_launcher_is_stopped_and_removed(host, run_playbook):
+    result = run_playbook(play(f"[{A}]", "    prefect_worker_launchers: [{env: flows, state: absent}]"))
+    assert result.rc == 0, result.output
+    assert not host.service("prefect-launcher@flows.service").is_running
+    assert not host.file("/etc/prefect/launcher-flows.env").exists
+    assert not host.file("/etc/systemd/system/prefect-launcher@flows.service.d").exists
+    assert not host.file("/srv/prefect/launchers/flows.sock").exists
     assert host.service("prefect-worker@a.service").is_running

@@ -19,9 +19,9 @@ def ancestry() -> list[int]:
 @flow(name="launched-hello")
 def hello(mark: str = "") -> str:
     pids = ancestry()
-    get_run_logger().info("launched-hello mark=%s pid=%d parent=%d grandparent=%d cwd=%s python=%s env=%s prefix=%s",
+    get_run_logger().info("launched-hello mark=%s pid=%d parent=%d grandparent=%d cwd=%s python=%s env=%s prefix=%s path0=%s",
                           mark, pids[0], pids[1], pids[2], os.getcwd(), sys.executable,
-                          os.environ.get("LAUNCHER_TEST_MARK", ""), sys.prefix)
+                          os.environ.get("LAUNCHER_TEST_MARK", ""), sys.prefix, sys.path[0])
     return mark
 
 

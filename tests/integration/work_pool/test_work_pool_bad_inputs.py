@@ -111,10 +111,12 @@ ROLE_CASES = {
             url, ok,
             {"name": "neg", "concurrency_limit": -1, "queues": [{"name": "q", "priority": 0}]},
             {"name": "tmpl", "base_job_template": {"job_configuration": {"command": "x"}}},
+            {"name": "warm", "launcher": True, "venv": "/opt/venv"},
         ),
         r"work pool neg: concurrency_limit must be 0 or more \(null means no limit\), got -1; "
         r"work pool neg, queue q: priority must be 1 or more .*; "
-        r"work pool tmpl: base_job_template must contain both job_configuration and variables, missing variables\.$",
+        r"work pool tmpl: base_job_template must contain both job_configuration and variables, missing variables; "
+        r"work pool warm: launcher needs venv to be an environment's current link, <envs>/<env>/current, got /opt/venv\.$",
     ),
     # What only the server knows, still before any change, in one message.
     "unknown pool type and job variable": (

@@ -22,7 +22,8 @@ def mine(snapshot: dict, names: set[str]) -> dict:
 
 def test_role_reconciles_pools_queues_limits_and_phases(playbook, proxy, api, unique):
     etl, frozen, docker, gone, limit = unique("etl"), unique("frozen"), unique("docker"), unique("gone"), unique("limit")
-    names = {etl, frozen, docker, gone, limit}
+    warm = unique("warm")
+    names = {etl, frozen, docker, gone, limit, warm}
     variables = {
         "prefect_work_pool_api_url": proxy.url,
         "prefect_work_pool_venv": VENV,
@@ -38,6 +39,7 @@ def test_role_reconciles_pools_queues_limits_and_phases(playbook, proxy, api, un
             {"name": frozen, "concurrency_limit": 0},  # the throttle never opens a pool wider
             {"name": docker, "type": "docker", "job_variables": {"image": "python:3.11-slim"}},
             {"name": gone},
+            {"name": warm, "launcher": True},
         ],
         "prefect_work_pool_global_limits": [{"name": limit, "limit": 2}],
     }
@@ -52,6 +54,10 @@ def test_role_reconciles_pools_queues_limits_and_phases(playbook, proxy, api, un
     props = pools[etl]["base_job_template"]["variables"]["properties"]
     assert props["command"]["default"] == VENV + "/bin/python -m prefect.engine"
     assert props["env"]["default"] == {"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false", "EXTRA": "1"}
+    # A pool that opts in to the warm launcher starts runs through prefect-launch, socket named by the env.
+    env_name = VENV.rsplit("/", 2)[1]
+    assert pools[warm]["base_job_template"]["variables"]["properties"]["command"]["default"] == (
+        f"/usr/local/bin/prefect-launch --socket /srv/prefect/launchers/{env_name}.sock {VENV}/bin/python -m prefect.engine")
     # Other pool types get the server's template and their own variables, not the process defaults.
     docker_template = copy.deepcopy(api.default_template("docker"))
     docker_template["variables"]["properties"]["image"]["default"] = "python:3.11-slim"
