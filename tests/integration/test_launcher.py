@@ -26,7 +26,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts" / "lib"))
+sys.path.insert(0, str(REPO / "tests"))
 from prefect_rest import PrefectRest  # noqa: E402
+from processes import stop_group  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -180,11 +182,7 @@ def bench(prefect_server, tmp_path_factory) -> Iterator[Bench]:
             })["id"]
         yield Bench(api, launcher, worker, worker_log, deployments, tmp)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        stop_group(worker)
         launcher.stop()
 
 

@@ -34,6 +34,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from checkout_helpers import GitDaemon, Host, Origin, base_env, git, head
+from processes import stop_group
 
 pytestmark = pytest.mark.integration
 
@@ -151,13 +152,7 @@ def deploy_file(pool: str) -> dict:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc, signal.SIGINT, timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -64,23 +64,24 @@ def fails(output: str) -> list[str]:
 def test_verify_passes_on_the_healthy_fleet(run_playbook):
     result = run_playbook(REPO / "playbooks/verify.yml")
     assert result.rc == 0 and not fails(result.output), result.output
-    # Per host: 2 workers online, 3 health endpoints (2 workers, 1 served flow), 1 mirror,
-    # 1 env, disk free.
-    assert f"All {len(HOSTS) * 8} checks passed." in result.output, result.output
+    # Per host: 2 workers online, 3 health endpoints (2 workers, 1 served flow), 1 launcher,
+    # 1 mirror, 1 env, disk free.
+    assert f"All {len(HOSTS) * 9} checks passed." in result.output, result.output
     served = {row[0].split()[-1] for row in table(result.output) if row[1] == "served hello health" and row[2] == "ok"}
     assert served == set(HOSTS), result.output
 
 
 def test_verify_names_what_is_off(hosts, run_playbook):
-    hosts["fleet-2"].run("systemctl stop prefect-worker@b.service")
+    hosts["fleet-2"].run("systemctl stop prefect-worker@b.service prefect-launcher@flows.service")
     try:
         result = run_playbook(REPO / "playbooks/verify.yml")
     finally:
-        hosts["fleet-2"].run("systemctl start prefect-worker@b.service")
+        hosts["fleet-2"].run("systemctl start prefect-worker@b.service prefect-launcher@flows.service")
     assert result.rc != 0, result.output
     failed = fails(result.output)
-    assert failed and all("fleet-2" in row and "worker b" in row for row in failed), result.output
+    assert failed and all("fleet-2" in row and ("worker b" in row or "launcher flows" in row) for row in failed), result.output
     assert any("worker b health" in row for row in failed), result.output
+    assert any("launcher flows ready" in row and "socket missing" in row for row in failed), result.output
     # Back to health before the burst: the role's own wait would do this on a converge.
     deadline = time.monotonic() + 90
     while hosts["fleet-2"].run("curl -fsS http://127.0.0.1:8082/health").rc != 0:
@@ -101,7 +102,11 @@ def test_deploy_the_example_flows_with_prefect_deploy():
     for name in ("hello/hello", "report/report"):
         deployment = api(f"/deployments/name/{name}")
         assert deployment["work_pool_name"] == "fleet"
-        assert deployment["job_variables"]["command"].startswith("/srv/prefect/envs/flows/current/bin/python")
+        assert "command" not in deployment["job_variables"], deployment["job_variables"]  # the pool's applies
+    # The pool's (prefect_work_pool, launcher: true): the venv's engine through its warm launcher.
+    command = api("/work_pools/fleet")["base_job_template"]["variables"]["properties"]["command"]["default"]
+    assert command == ("/usr/local/bin/prefect-launch --socket /srv/prefect/launchers/flows.sock "
+                       "/srv/prefect/envs/flows/current/bin/python -m prefect.engine"), command
 
 
 def test_a_deployment_served_from_every_host_completes_wherever_it_runs():
@@ -199,6 +204,21 @@ def test_nothing_was_installed_during_the_burst(hosts):
                       if any(word in line.split() for word in ("pip", "pip3", "uv"))
                       or " -m pip" in line or "/bin/pip" in line or "/bin/uv" in line]
         assert installers == [], installers[:10]
+
+
+def test_the_burst_was_forked_by_each_hosts_warm_launcher(hosts):
+    """The pool's command is prefect-launch (examples/flows sets none of its own): the audit
+    saw its clients and never a plain `python -m prefect.engine` process, no run fell back
+    (the client would say so on stderr, which the worker logs), no launcher restarted."""
+    for name, h in hosts.items():
+        audit = h.check_output("cat %s", AUDIT).splitlines()
+        assert any(line.startswith("/usr/bin/python3 -IS /usr/local/bin/prefect-launch --socket") for line in audit), name
+        plain = [line for line in audit if line.startswith("/srv/prefect/envs/flows/current/bin/python -m prefect.engine")]
+        assert plain == [], plain[:5]
+        assert h.service("prefect-launcher@flows.service").is_running, name
+        assert h.check_output("systemctl show -p NRestarts --value prefect-launcher@flows.service") == "0", name
+        logs = h.run("journalctl --no-pager -u prefect-worker@a.service -u prefect-worker@b.service").stdout
+        assert "prefect-launch:" not in logs, [line for line in logs.splitlines() if "prefect-launch:" in line][:5]
 
 
 def test_cleanup_playbook_removes_the_burst_run_directories(hosts, run_playbook):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 VENV_BIN = Path(__file__).resolve().parents[3] / ".venv" / "bin"
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from processes import stop_group  # noqa: E402
 
 FLOW = '''\
 import time
@@ -131,11 +132,7 @@ def test_throttle_phase_runs_one_at_a_time_then_open_runs_in_parallel(prefect_se
     finally:
         if sampler:
             sampler.done.set()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        stop_group(worker, timeout=20)
         log.close()
 
     worker_log = (tmp_path / "worker.log").read_text()[-3000:]
