@@ -23,4 +23,7 @@ def test_quick_checkout_bench_writes_its_report(tmp_path):
     section = report.split("<!-- BEGIN checkout:", 1)[1].split("<!-- END checkout:", 1)[0]
     for text in ("| clone-full |", "| isolated |", "| shared-cached |", "cores", "memory", "git 2.", "date"):
         assert text in section, text
+    assert report.index("<!-- BEGIN chart -->") < report.index("<!-- BEGIN other -->"), "the chart comes first"
+    assert "](benchmarks.png)" in report
+    assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     assert not list((REPO / ".cache/bench").glob("bench-run.*")), "the bench cleans up its runs"
