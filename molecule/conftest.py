@@ -75,8 +75,9 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Play
     workdir = tmp_path_factory.mktemp("playbooks")
 
     def run(playbook: str | Path, extra_vars: dict | None = None, check: bool = False,
-            limit: str | None = None) -> PlaybookResult:
-        """playbook: the text of a playbook, or the Path of one of the kit's."""
+            limit: str | None = None, args: tuple[str, ...] = ()) -> PlaybookResult:
+        """playbook: the text of a playbook, or the Path of one of the kit's; args: more
+        command line arguments (e.g. ("--tags", "prefect_cleanup"))."""
         path = workdir / f"play-{len(list(workdir.iterdir()))}.yml"
         if isinstance(playbook, Path):
             path = playbook
@@ -91,6 +92,7 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Play
             cmd.append("--check")
         if limit:
             cmd += ["--limit", limit]
+        cmd += list(args)
         env = dict(os.environ)
         env.setdefault("ANSIBLE_ROLES_PATH", str(REPO / "roles"))
         env["ANSIBLE_NOCOLOR"] = "1"

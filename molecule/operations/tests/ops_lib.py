@@ -1,0 +1,98 @@
+"""Helpers of the operations scenario's tests (the tests run in file order)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import testinfra
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+STATE = REPO / ".cache/operations"
+HOSTS = ("ops-1", "ops-2")
+ENV_DIR = "/srv/prefect/envs/flows"
+sys.path.insert(0, str(REPO / "molecule"))
+sys.path.insert(0, str(REPO / "molecule/operations"))
+
+from ops import queue  # noqa: E402,F401
+from prefect_api import FINAL_STATES, api, wait_for_log  # noqa: E402,F401
+
+
+def hosts() -> dict:
+    return {name: testinfra.get_host(f"podman://{name}") for name in HOSTS}
+
+
+def generation(host) -> str:
+    return host.check_output(f"readlink {ENV_DIR}/current")
+
+
+def invocation(host, unit: str = "prefect-worker@a.service") -> str:
+    return host.check_output(f"systemctl show -p InvocationID --value {unit}")
+
+
+def runs(ids: list[str]) -> dict[str, dict]:
+    found = api("/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)})
+    return {r["id"]: r for r in found}
+
+
+def wait_final(ids: list[str], timeout: float = 420) -> dict[str, dict]:
+    """Each run once all of them are in a final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runs(ids)
+        if len(found) == len(ids) and all(r["state"]["type"] in FINAL_STATES for r in found.values()):
+            return found
+        assert time.monotonic() < deadline, sorted(r["state"]["type"] for r in found.values())
+        time.sleep(2)
+
+
+def wait_running(ids: list[str], at_least: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(r["state"]["type"] == "RUNNING" for r in runs(ids).values()) < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} of the runs started"
+        time.sleep(1)
+
+
+def not_completed(found: dict[str, dict]) -> dict[str, str]:
+    return {i: f"{r['state']['type']}: {r['state'].get('message')}" for i, r in found.items()
+            if r["state"]["type"] != "COMPLETED"}
+
+
+def ran_on(ids: list[str]) -> dict[str, list[str]]:
+    """Which host ran each run: the one that has its run directory."""
+    where: dict[str, list[str]] = {name: [] for name in HOSTS}
+    for name, h in hosts().items():
+        have = set(h.check_output("ls /srv/prefect/runs").split())
+        where[name] = [i for i in ids if i in have]
+    return where
+
+
+def table(output: str) -> list[list[str]]:
+    """The rows of verify.yml's table: [host, check, ok/FAIL, detail]."""
+    rows = [[cell.strip() for cell in line.split("|", 3)] for line in output.splitlines() if line.count("|") >= 3]
+    return [row for row in rows if len(row) == 4 and row[2] in ("ok", "FAIL")]
+
+
+def venv_of(run_id: str) -> str:
+    """The venv generation a nap run ran on (its first log line), e.g. ENV_DIR/<generation>."""
+    messages = wait_for_log(run_id, "venv: ")
+    found = [m.split(": ", 1)[1] for m in messages if m.startswith("venv: ")]
+    assert found, messages
+    return found[0]
+
+
+def remember(**values: object) -> None:
+    path = STATE / "tests.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data.update(values)
+    path.write_text(json.dumps(data))
+
+
+def recall(name: str):
+    path = STATE / "tests.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    assert name in data, f"an earlier test did not record {name}"
+    return data[name]
