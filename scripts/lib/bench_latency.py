@@ -187,7 +187,7 @@ def print_table(r: dict, verdict) -> None:
           f"kit median {r['kit_running_median']:.2f} s (target <= {TARGET_SECONDS} s: "
           f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)})")
     print(f"launcher trigger->first log median {r['launcher_first_log_median']:.2f} s (target <= {LAUNCHER_SECONDS} s: "
-          f"{verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}); launcher / kit {r['ratio_launcher_kit']:.2f} "
+          f"{verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}); launcher / kit {r['ratio_launcher_kit']:.3f} "
           f"(target <= {LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)})")
 
 
@@ -216,15 +216,16 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)}.",
         f"- launcher, trigger to first flow log line (median): **{r['launcher_first_log_median']:.2f} s** — target ≤ "
         f"{LAUNCHER_SECONDS} s: {verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}.",
-        f"- launcher / kit, trigger to first flow log line (median): **{r['ratio_launcher_kit']:.2f}** — target ≤ "
+        f"- launcher / kit, trigger to first flow log line (median): **{r['ratio_launcher_kit']:.3f}** — target ≤ "
         f"{LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)}.",
         "- A worker's poll interval adds on average half of itself (5 s with Prefect's 10 s, 0.5 s with the demo's "
         "1 s; the role's default is 2 s, which halves the API's polling load for a slower start); most of the rest "
         "is the flow-run process starting Python and importing Prefect.",
         f"- The launcher takes {r['kit_first_log_median'] - r['launcher_first_log_median']:.2f} s off the kit's median "
-        "(Python and Prefect's imports). What remains is mostly the poll wait, which it does not change, and the pull "
-        "steps (`prefect-checkout`). *Pickup to first log* starts at the run's PENDING state, when a worker has "
-        "claimed it: the start-up cost alone, without the poll wait.",
+        "(Python and Prefect's imports). *Pickup to first log* starts at the run's PENDING state, when a worker has "
+        "claimed it: the poll wait is out of it. With the launcher it is mostly the worker's own submission of the run, "
+        "the pull steps (`prefect-checkout` through a shell step) and the engine's API calls (reading the run, "
+        "proposing RUNNING), each a round trip to the server; the fork itself takes a few milliseconds.",
         "",
         "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".",
     ]
