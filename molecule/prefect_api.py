@@ -68,3 +68,31 @@ def wait_for_log(run_id: str, needle: str, timeout: float = 30) -> list[str]:
         if any(needle in m for m in messages) or time.monotonic() > deadline:
             return messages
         time.sleep(1)
+
+
+def runs(ids: list[str]) -> dict[str, dict]:
+    found = api("/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)})
+    return {r["id"]: r for r in found}
+
+
+def wait_final(ids: list[str], timeout: float = 420) -> dict[str, dict]:
+    """Each run once all of them are in a final state."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = runs(ids)
+        if len(found) == len(ids) and all(r["state"]["type"] in FINAL_STATES for r in found.values()):
+            return found
+        assert time.monotonic() < deadline, sorted(r["state"]["type"] for r in found.values())
+        time.sleep(2)
+
+
+def wait_running(ids: list[str], at_least: int, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(r["state"]["type"] == "RUNNING" for r in runs(ids).values()) < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} of the runs started"
+        time.sleep(1)
+
+
+def not_completed(found: dict[str, dict]) -> dict[str, str]:
+    return {i: f"{r['state']['type']}: {r['state'].get('message')}" for i, r in found.items()
+            if r["state"]["type"] != "COMPLETED"}

@@ -18,7 +18,7 @@ sys.path.insert(0, str(REPO / "molecule"))
 sys.path.insert(0, str(REPO / "molecule/operations"))
 
 from ops import queue  # noqa: E402,F401
-from prefect_api import FINAL_STATES, api, wait_for_log  # noqa: E402,F401
+from prefect_api import FINAL_STATES, api, not_completed, runs, wait_final, wait_for_log, wait_running  # noqa: E402,F401
 
 
 def hosts() -> dict:
@@ -31,34 +31,6 @@ def generation(host) -> str:
 
 def invocation(host, unit: str = "prefect-worker@a.service") -> str:
     return host.check_output(f"systemctl show -p InvocationID --value {unit}")
-
-
-def runs(ids: list[str]) -> dict[str, dict]:
-    found = api("/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}, "limit": len(ids)})
-    return {r["id"]: r for r in found}
-
-
-def wait_final(ids: list[str], timeout: float = 420) -> dict[str, dict]:
-    """Each run once all of them are in a final state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = runs(ids)
-        if len(found) == len(ids) and all(r["state"]["type"] in FINAL_STATES for r in found.values()):
-            return found
-        assert time.monotonic() < deadline, sorted(r["state"]["type"] for r in found.values())
-        time.sleep(2)
-
-
-def wait_running(ids: list[str], at_least: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while sum(r["state"]["type"] == "RUNNING" for r in runs(ids).values()) < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} of the runs started"
-        time.sleep(1)
-
-
-def not_completed(found: dict[str, dict]) -> dict[str, str]:
-    return {i: f"{r['state']['type']}: {r['state'].get('message')}" for i, r in found.items()
-            if r["state"]["type"] != "COMPLETED"}
 
 
 def ran_on(ids: list[str]) -> dict[str, list[str]]:
