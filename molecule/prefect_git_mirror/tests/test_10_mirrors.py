@@ -65,9 +65,13 @@ def test_checkout_config_names_the_repos(host):
 
 def test_deploy_key_is_private_and_nowhere_else(host):
     key = host.file("/etc/prefect/git/keyed.key")
-    assert (key.user, key.mode) == ("prefect", 0o600)
+    assert (key.user, key.group, key.mode) == ("root", "prefect", 0o640)
     assert SECRET in key.content_string
-    assert host.file("/etc/prefect/git").mode == 0o700
+    secrets_dir = host.file("/etc/prefect/git")
+    assert (secrets_dir.user, secrets_dir.group, secrets_dir.mode) == ("root", "prefect", 0o750)
+    # git runs as prefect: it reads the key, but cannot change it or how it is used.
+    assert host.run("runuser -u prefect -- cat /etc/prefect/git/keyed.key").rc == 0
+    assert host.run("runuser -u prefect -- sh -c 'echo x >> /etc/prefect/git/keyed.gitconfig'").rc != 0
     assert "-i /etc/prefect/git/keyed.key" in host.file("/etc/prefect/git/keyed.gitconfig").content_string
     places = (
         "ps -eo args; systemctl cat prefect-git-mirror-refresh.service prefect-git-mirror-refresh.timer; "
