@@ -68,8 +68,17 @@ def test_every_playbook_starts_with_a_header_saying_how_to_run_it(playbook):
 
 
 def test_site_runs_the_control_plane_then_the_workers():
-    site = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
-    assert [play["ansible.builtin.import_playbook"] for play in site] == ["work_pools.yml", "workers.yml"]
+    pools, workers, report = yaml.safe_load((REPO / "playbooks/site.yml").read_text())
+    (standalone,) = yaml.safe_load((REPO / "playbooks/work_pools.yml").read_text())
+    # The control plane as work_pools.yml does it (same role, same condition), with a rescue
+    # that lets the hosts converge when only the API is unreachable; the report fails then.
+    assert pools["hosts"] == standalone["hosts"] == "localhost"
+    (block,) = pools["tasks"]
+    assert block["block"][0]["ansible.builtin.import_role"]["name"] == standalone["roles"][0]["role"] == "prefect_work_pool"
+    assert block["when"] == standalone["roles"][0]["when"]
+    assert "Cannot reach the Prefect API" in block["rescue"][0]["when"]
+    assert workers["ansible.builtin.import_playbook"] == "workers.yml"
+    assert report["hosts"] == "localhost" and report["tasks"][0]["when"] == "__prefect_fleet_api_unreachable is defined"
 
 
 def test_workers_play_runs_the_host_roles_in_order():
