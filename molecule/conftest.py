@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts/lib"))
+
+import reliability  # noqa: E402
 
 
 def _inventory_hosts(path: Path) -> list[str]:
@@ -127,3 +131,11 @@ def journal(host) -> Iterator[Callable[[str], str]]:
         return host.run(f"journalctl --no-pager -n {lines} -u {unit}").stdout
 
     yield read
+
+
+# Fault, bad-input and security cases (@pytest.mark.reliability) are recorded with their
+# results for docs/reliability.md (scripts/lib/reliability.py, scripts/reliability).
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    reliability.record(item, outcome.get_result())

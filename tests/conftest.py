@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "scripts/lib"))
+
+import reliability  # noqa: E402
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -79,3 +82,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+# Fault, bad-input and security cases (@pytest.mark.reliability) are recorded with their
+# results for docs/reliability.md (scripts/lib/reliability.py, scripts/reliability).
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    reliability.record(item, outcome.get_result())

@@ -402,7 +402,9 @@ def test_unknown_ref_or_sha_exits_4_and_leaves_nothing(host, origin, arg):
     ["--repo", "flows", "--ref", "main"],
     ["--repo", "flows", "--ref", "main", "--run-id", "r", "--mode", "other"],
     ["--repo", "flows", "--ref", "main", "--run-id", "r", "--max-age", "-1"],
-])
+], ids=lambda args: " ".join(a if len(a) < 20 else a[:8] + "...(%d chars)" % len(a) for a in args))
+@pytest.mark.reliability("bad input", subject="prefect-checkout",
+                         title="Exit 2 with one line on stderr, nothing on stdout, no run directory made.")
 def test_bad_input_exits_2(empty_host, args):
     host = empty_host
     result = host.run(*args)
@@ -412,6 +414,8 @@ def test_bad_input_exits_2(empty_host, args):
     assert not host.runs.exists()
 
 
+@pytest.mark.reliability("bad input", subject="prefect-checkout",
+                         title="A config file that is not JSON, missing, or holds a URL with a password: exit 2.")
 def test_config_errors_exit_2(empty_host, tmp_path):
     host = empty_host
     bad = tmp_path / "bad.json"

@@ -45,7 +45,10 @@ def fake_generation(env_dir: Path, generation: str, built_at: str) -> None:
         ({"requirements": ["# nothing"]}, "no requirements"),
         ({"python": "python3"}, "absolute path or a version"),
     ],
+    ids=["installer conda", "name ../x", "no requirements", "python not a path or version"],
 )
+@pytest.mark.reliability("bad input", subject="prefect-venv",
+                         title="prefect-venv build exits 2 with one line naming the problem.")
 def test_bad_specs_exit_2_with_one_line(tmp_path, overrides, message):
     result = run("build", "--spec", str(write_spec(tmp_path, **overrides)), "--check")
     assert result.returncode == 2

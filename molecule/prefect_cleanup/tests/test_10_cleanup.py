@@ -47,11 +47,15 @@ def test_the_job_removes_old_unused_runs_and_keeps_busy_ones(host):
     assert any(s["path"] == "/srv/prefect/runs/busy-run" for s in last["skipped"])
 
 
+@pytest.mark.reliability(
+    "bad input", subject="prefect_cleanup",
+    title="The role fails before any change with a message naming the variable; the host is unchanged.")
 @pytest.mark.parametrize(
     "extra,variable",
     [("prefect_cleanup_ttl: 0", "prefect_cleanup_ttl"),
      ("prefect_cleanup_schedule: 'hourly'", "prefect_cleanup_schedule"),
      ("prefect_cleanup_root: /", "prefect_cleanup_root")],
+    ids=["ttl 0", "schedule not five cron fields", "root is /"],
 )
 def test_bad_input(host, run_playbook, host_state, extra, variable):
     before = host_state()

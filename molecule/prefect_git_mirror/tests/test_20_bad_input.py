@@ -2,6 +2,10 @@
 
 import pytest
 
+pytestmark = pytest.mark.reliability(
+    "bad input", subject="prefect_git_mirror",
+    title="The role fails before any change, naming prefect_git_mirror_repos (and the item) or the variable, without printing a secret; the host is unchanged.")
+
 CASES = {
     "name with a slash": ("[{name: 'a/b', url: 'file:///srv/origin/flows.git'}]", "invalid: ['a/b']"),
     "name with ..": ("[{name: 'x..y', url: 'file:///srv/origin/flows.git'}]", "invalid: ['x..y']"),

@@ -2,6 +2,10 @@
 
 import pytest
 
+pytestmark = pytest.mark.reliability(
+    "bad input", subject="prefect_host",
+    title="The role fails before any change with one message naming the variable; the host is unchanged.")
+
 PLAY = """
 - name: Apply prefect_host with bad input
   hosts: all

@@ -2,6 +2,10 @@
 
 import pytest
 
+pytestmark = pytest.mark.reliability(
+    "bad input", subject="prefect_venv",
+    title="The role fails before any change, naming prefect_venv_envs and the item or field; the host is unchanged.")
+
 CASES = {
     "duplicate names": ("[{name: a, prefect_version: '3.8.8'}, {name: a, prefect_version: '3.8.8'}]", "duplicated: ['a']"),
     "unknown installer": ("[{name: b, prefect_version: '3.8.8', installer: conda}]", "installer"),

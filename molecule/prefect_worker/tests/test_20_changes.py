@@ -43,6 +43,9 @@ def test_change_to_one_instance_restarts_only_it(host, run_playbook):
 S = "    prefect_worker_served_flows: [{name: s, healthcheck_port: 8091, %s}]"
 
 
+@pytest.mark.reliability(
+    "bad input", subject="prefect_worker",
+    title="The role fails before any change, naming the variable (prefect_worker_instances, _served_flows or _launchers) and the item; no file changes and the running worker is not restarted.")
 @pytest.mark.parametrize(
     "instances,extra,message,variable",
     [

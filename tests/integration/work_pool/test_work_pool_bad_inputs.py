@@ -85,6 +85,8 @@ def module_runs(ansible_env, _proxy, api, tmp_path_factory):
     _proxy.clear()
 
 
+@pytest.mark.reliability("bad input", subject="prefect_work_pool modules",
+                         title="The module fails with one line, no traceback and no secret; nothing is written to the API.")
 @pytest.mark.parametrize("case", list(MODULE_CASES))
 def test_module_bad_input(case, module_runs):
     runs, before, after, rejected = module_runs
@@ -137,6 +139,9 @@ ROLE_CASES = {
 }
 
 
+@pytest.mark.reliability("bad input", subject="prefect_work_pool role",
+                         title="One task fails with every problem of the inventory in one line, before any change; "
+                               "nothing is written to the API.")
 @pytest.mark.parametrize("case", list(ROLE_CASES))
 def test_role_bad_input(case, playbook, proxy, api, unique, request: pytest.FixtureRequest):
     make, pattern = ROLE_CASES[case]
