@@ -9,6 +9,7 @@ healthy, and a run it already has goes on to COMPLETED; when FILE goes, it takes
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -85,7 +86,9 @@ def worker(prefect_server, tmp_path_factory) -> Iterator[Drained]:
                                  "--with-healthcheck", "--no-create-pool-if-not-found"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        yield Drained(api, pool, drain, log, port, deployments)
+        drained = Drained(api, pool, drain, log, port, deployments)
+        drained.pid = proc.pid
+        yield drained
     finally:
         stop_group(proc)
 
@@ -114,6 +117,18 @@ def test_a_run_in_flight_completes_under_a_drain(worker: Drained):
     assert worker.api.state(new) == "SCHEDULED"
     worker.drain.unlink()
     assert worker.api.wait([new], timeout=120)[new]["state"]["type"] == "COMPLETED"
+
+
+def test_sigusr1_stops_taking_runs_for_good(worker: Drained):
+    """What prefect-worker-stop sends a stopping worker before it ends its runs: the slots
+    they free must not go to new runs that the stop would cut short."""
+    os.kill(worker.pid, signal.SIGUSR1)
+    wait_until(lambda: worker.says("prefect-worker-run: stopping: taking no new flow runs"), 30, "the stop is logged")
+    run_id = worker.trigger("hello", mark="stopping")
+    time.sleep(6)  # six polls
+    assert worker.api.state(run_id) == "SCHEDULED", worker.log.read_text()[-3000:]
+    assert worker.status() == "ONLINE"
+    assert worker.healthy()
 
 
 def test_a_prefect_without_the_polling_method_refuses_to_start(tmp_path):
