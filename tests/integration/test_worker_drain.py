@@ -43,8 +43,10 @@ def wait_until(predicate, timeout: float, what: str):
 
 
 class Drained:
-    def __init__(self, api: PrefectRest, pool: str, drain: Path, log: Path, port: int, deployments: dict) -> None:
+    def __init__(self, api: PrefectRest, pool: str, drain: Path, log: Path, port: int, deployments: dict,
+                 pid: int) -> None:
         self.api, self.pool, self.drain, self.log, self.port, self.deployments = api, pool, drain, log, port, deployments
+        self.pid = pid
 
     def trigger(self, flow: str, **parameters) -> str:
         return self.api.trigger(self.deployments[flow], parameters)
@@ -55,6 +57,16 @@ class Drained:
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=5) as resp:
             return resp.status == 200
+
+    def takes_no_run(self, mark: str) -> str:
+        """Trigger a run and check that it stays SCHEDULED through six polls while the
+        worker stays ONLINE and healthy; the run's id."""
+        run_id = self.trigger("hello", mark=mark)
+        time.sleep(6)  # six polls
+        assert self.api.state(run_id) == "SCHEDULED", self.log.read_text()[-3000:]
+        assert self.status() == "ONLINE"
+        assert self.healthy()
+        return run_id
 
     def status(self) -> str:
         workers = self.api(f"/work_pools/{self.pool}/workers/filter", {})
@@ -86,20 +98,14 @@ def worker(prefect_server, tmp_path_factory) -> Iterator[Drained]:
                                  "--with-healthcheck", "--no-create-pool-if-not-found"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
-        drained = Drained(api, pool, drain, log, port, deployments)
-        drained.pid = proc.pid
-        yield drained
+        yield Drained(api, pool, drain, log, port, deployments, proc.pid)
     finally:
         stop_group(proc)
 
 
 def test_a_drained_worker_takes_no_run_but_stays_online_and_healthy(worker: Drained):
     wait_until(lambda: worker.says("prefect-worker-run: draining ("), 60, "the worker reports the drain")
-    run_id = worker.trigger("hello", mark="drained")
-    time.sleep(6)  # six polls
-    assert worker.api.state(run_id) == "SCHEDULED", worker.log.read_text()[-3000:]
-    assert worker.status() == "ONLINE"
-    assert worker.healthy()
+    run_id = worker.takes_no_run("drained")
 
     worker.drain.unlink()
     state = worker.api.wait([run_id], timeout=120)[run_id]["state"]["type"]
@@ -124,11 +130,7 @@ def test_sigusr1_stops_taking_runs_for_good(worker: Drained):
     they free must not go to new runs that the stop would cut short."""
     os.kill(worker.pid, signal.SIGUSR1)
     wait_until(lambda: worker.says("prefect-worker-run: stopping: taking no new flow runs"), 30, "the stop is logged")
-    run_id = worker.trigger("hello", mark="stopping")
-    time.sleep(6)  # six polls
-    assert worker.api.state(run_id) == "SCHEDULED", worker.log.read_text()[-3000:]
-    assert worker.status() == "ONLINE"
-    assert worker.healthy()
+    worker.takes_no_run("stopping")
 
 
 def test_a_prefect_without_the_polling_method_refuses_to_start(tmp_path):

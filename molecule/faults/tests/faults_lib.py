@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -47,11 +48,7 @@ def queue(count: int, seconds: float) -> list[str]:
 
 def as_prefect(command: str) -> str:
     """A shell command line running command as the prefect user, from /."""
-    return f"cd / && runuser -u prefect -- sh -c {sh_quote(command)}"
-
-
-def sh_quote(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+    return f"cd / && runuser -u prefect -- sh -c {shlex.quote(command)}"
 
 
 def fsck(h) -> subprocess.CompletedProcess:

@@ -47,11 +47,15 @@ def test_site_yml_while_the_server_is_down(server_down, run_playbook, host_state
 def test_workers_ride_out_an_outage(run_playbook):
     """The server is down for 40 s while workers and served flows run: they retry without a restart loop (at most one restart per RestartSec), and a run queued once it is back completes."""
     h = host()
-    restarts = {u: int(h.check_output(f"systemctl show -p NRestarts --value {u}")) for u in UNITS[:3]}
+
+    def restarts_of_each() -> dict[str, int]:
+        return {u: int(h.check_output(f"systemctl show -p NRestarts --value {u}")) for u in UNITS[:3]}
+
+    restarts = restarts_of_each()
     server("stop")
     try:
         time.sleep(OUTAGE)
-        during = {u: int(h.check_output(f"systemctl show -p NRestarts --value {u}")) for u in UNITS[:3]}
+        during = restarts_of_each()
     finally:
         server("start")
     for unit in UNITS[:3]:
