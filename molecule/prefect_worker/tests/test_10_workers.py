@@ -55,6 +55,22 @@ def test_worker_settings_reach_the_process(host):
     assert host.check_output("ps -o user= -p %s", pid) == "prefect"
 
 
+def test_prefect_reads_the_client_retry_budget_from_the_worker_environment(host):
+    # The installed Prefect, given exactly the worker's environment, must resolve the
+    # setting the role writes (a misspelt or renamed setting would be ignored silently).
+    pid = host.check_output("systemctl show -p MainPID --value prefect-worker@b.service")
+    script = (
+        "import os\n"
+        f"raw = open('/proc/{pid}/environ').read()\n"
+        "os.environ.clear()\n"
+        "os.environ.update(kv.split('=', 1) for kv in raw.split('\\0') if kv)\n"
+        "from prefect.settings import get_current_settings\n"
+        "print(get_current_settings().client.max_retries)\n"
+    )
+    out = host.check_output("runuser -u prefect -- /srv/prefect/envs/flows/current/bin/python -c %s", script)
+    assert out == "7"
+
+
 PULL_STEPS = [
     {"prefect.deployments.steps.run_shell_script": {
         "id": "checkout",
