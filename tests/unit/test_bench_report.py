@@ -42,3 +42,25 @@ def test_the_chart_draws_one_panel_per_benchmark(tmp_path):
                             input=json.dumps(chart), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def load_lib(name):
+    sys.path.insert(0, str(REPO / "scripts/lib"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
+def test_the_provision_report_gives_the_per_host_slope_and_the_3_host_target():
+    bench_provision = load_lib("bench_provision")
+    rows = [{"hosts": 1, "scratch": 100.0, "reconverge": 20.0, "changed_scratch": 80, "changed_again": 0},
+            {"hosts": 3, "scratch": 150.0, "reconverge": 61.0, "changed_scratch": 240, "changed_again": 0},
+            {"hosts": 6, "scratch": 250.0, "reconverge": 45.0, "changed_scratch": 480, "changed_again": 1}]
+    result = bench_provision.summarize(rows)
+    assert (result["marginal_scratch"], result["marginal_reconverge"]) == (30.0, 5.0)
+    text = bench_provision.markdown(result, {"cores": "2"})
+    assert "adds **30.0 s** from scratch and **5.0 s** to a re-converge" in text
+    assert "Re-converge of 3 hosts: **61.0 s** — target ≤ 60 s: NOT met." in text
+    assert "changed=0 on the hosts: NO" in text
+    assert [p for p in bench_provision.panel(result)["series"]["re-converge"]] == [20.0, 61.0, 45.0]
