@@ -88,7 +88,7 @@ def bench(repo: Path, log, work: Path) -> dict:
         raise SystemExit(f"bench: scripts/demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
     os.environ["CONTAINERS_CONF"] = str(repo / "scripts/lib/containers.conf")  # runc, ulimits: as the demo's hosts
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(CONTAINERS_CONF=str(repo / "scripts/lib/containers.conf"), ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
+    env.update(ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1",
                PATH=f"{repo / '.venv/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     work.mkdir(parents=True, exist_ok=True)
