@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import sysconfig
 import time
 import uuid
@@ -335,6 +338,134 @@ def test_with_the_launcher_down_runs_fall_back_and_complete(running: Bench):
     run_id = running.trigger("hello", mark="stale-socket")
     assert running.api.wait([run_id], timeout=120)[run_id]["state"]["type"] == "COMPLETED", running.worker_tail()
     assert int(running.hello(run_id).group(3)) == running.worker.pid
+
+
+def test_a_deployments_env_cannot_override_a_setting_the_worker_has(running: Bench):
+    """Prefect 3.8.8 fact the kit documents (prefect_work_pool README): with a `command`, the
+    process worker puts the Prefect settings of its own environment over a deployment's
+    `env` job variable. A run given another PREFECT_API_URL that way still reaches the
+    worker's API and completes; a variable that is not a setting of the worker passes."""
+    template = running.api(f"/deployments/{running.deployments['hello']}")
+    flow_id = running.api("/flows/", {"name": "launched-hello"})["id"]
+    deployment = running.api("/deployments/", {
+        "name": f"launcher-env-{uuid.uuid4().hex[:6]}", "flow_id": flow_id,
+        "work_pool_name": template["work_pool_name"], "entrypoint": "launched.py:hello",
+        "pull_steps": template["pull_steps"],
+        "job_variables": {**template["job_variables"], "env": {
+            "PREFECT_API_URL": "http://127.0.0.1:9/api", "LAUNCHER_TEST_MARK": "from-the-deployment"}},
+    })["id"]
+    run_id = running.api.trigger(deployment, {"mark": "env"})
+    state = running.api.wait([run_id], timeout=120)[run_id]["state"]
+    assert state["type"] == "COMPLETED", (state, running.worker_tail())
+    assert running.hello(run_id).group(7) == "from-the-deployment"
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, the certificate its own CA."""
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+class TlsFront:
+    """The test server behind TLS on 127.0.0.1: a certificate of its own, bytes piped both
+    ways (HTTP and the events websocket alike)."""
+
+    def __init__(self, upstream: str, directory: Path) -> None:
+        self.upstream = upstream.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        self.cert, key = self_signed(directory, "front")
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(self.cert, key)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"https://127.0.0.1:{self.sock.getsockname()[1]}/api"
+        self.handshakes_refused = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        try:
+            front = self.context.wrap_socket(conn, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.handshakes_refused += 1
+            conn.close()
+            return
+        back = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        threading.Thread(target=pipe, args=(back, front), daemon=True).start()
+        pipe(front, back)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_runs_verify_a_tls_api_with_one_shared_context(running: Bench, tmp_path: Path):
+    """The launcher gives a run's API clients one TLS context per CA file. Over https (the
+    test server behind a TLS front), a launched run given the front's CA completes with its
+    logs in the API and its clients share one verifying context; given another CA it cannot
+    reach the API and does not run (verification as strict as without the launcher).
+
+    The client is run here as a worker runs it, with the environment chosen by the test: a
+    Prefect 3.8 process worker with a `command` puts its own settings over a deployment's
+    `env` job variable, so a job variable cannot point a run at another API URL."""
+    front = TlsFront(running.api.url, tmp_path)
+    other_ca, _ = self_signed(tmp_path, "other")
+    try:
+        pool = f"launcher-tls-{uuid.uuid4().hex[:6]}"  # no worker polls it
+        running.api("/work_pools/", {"name": pool, "type": "process"})
+        flow_id = running.api("/flows/", {"name": "launched-tls"})["id"]
+        deployment = running.api("/deployments/", {
+            "name": pool, "flow_id": flow_id, "work_pool_name": pool, "entrypoint": "launched.py:tls",
+            "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": str(FLOWS)}}]})["id"]
+        python = f"{running.launcher.env_dir}/current/bin/python"
+
+        def launch(ca: Path) -> tuple[str, subprocess.CompletedProcess]:
+            run_id = running.api.trigger(deployment)
+            env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PREFECT_HOME": str(running.launcher.home),
+                   "PREFECT_API_URL": front.url, "PREFECT_API_SSL_CERT_FILE": str(ca),
+                   "PREFECT_CLIENT_MAX_RETRIES": "0", "PREFECT__FLOW_RUN_ID": run_id}
+            done = subprocess.run([str(CLIENT), "--socket", str(running.launcher.socket), python, "-m",
+                                   "prefect.engine"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                  timeout=180)
+            return run_id, done
+
+        run_id, done = launch(front.cert)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert running.api.run(run_id)["state"]["type"] == "COMPLETED"
+        logs = running.api.wait_for_log(run_id, "launched-tls ")
+        line = next(entry for entry in logs if "launched-tls " in entry)
+        assert f"grandparent={running.launcher.pid} " in line, line  # forked by the launcher
+        assert "api=https cafile=front.pem contexts=1 verify=CERT_REQUIRED check_hostname=True" in line, line
+        assert front.handshakes_refused == 0
+
+        run_id, done = launch(other_ca)
+        assert done.returncode != 0
+        assert "CERTIFICATE_VERIFY_FAILED" in done.stderr, done.stderr[-3000:]
+        assert front.handshakes_refused > 0
+        assert running.api.run(run_id)["state"]["type"] == "SCHEDULED"  # it never got to run
+        assert not any("launched-tls " in entry for entry in running.api.logs(run_id))
+    finally:
+        front.close()
 
 
 def test_the_launcher_refuses_to_start_when_an_import_starts_a_thread(bench: Bench, tmp_path: Path):

@@ -43,3 +43,16 @@ def fails() -> None:
 def exits(code: int = 3) -> None:
     get_run_logger().info("launched-exits leaving with os._exit(%d)", code)
     os._exit(code)
+
+
+@flow(name="launched-tls")
+def tls() -> None:
+    """How this run's Prefect API clients verify the server: the distinct TLS contexts
+    among three new clients, and what they check."""
+    from prefect.client.orchestration import get_client
+
+    contexts = [get_client(sync_client=sync)._client._transport._pool._ssl_context for sync in (False, True, False)]
+    get_run_logger().info("launched-tls grandparent=%d api=%s cafile=%s contexts=%d verify=%s check_hostname=%s",
+                          ancestry()[2], os.environ.get("PREFECT_API_URL", "").split(":", 1)[0],
+                          os.path.basename(os.environ.get("PREFECT_API_SSL_CERT_FILE", "")), len({id(c) for c in contexts}),
+                          contexts[0].verify_mode.name, contexts[0].check_hostname)
