@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_report import machine_line
+
 METHODS = ("pip", "uv", "prebuilt")
 IMPORT = "import prefect, pandas"
 WHAT = {
@@ -210,7 +212,7 @@ def markdown(r: dict, facts: dict, quick: bool) -> str:
         "(on every host, unless a cache is kept); the prebuilt environment does not.",
         "- Other work may share the machine: the load average is recorded; compare medians, not p90.",
         "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".",
+        machine_line(facts),
     ]
     return "\n".join(lines)
 

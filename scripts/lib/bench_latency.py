@@ -14,7 +14,11 @@ converged by playbooks/site.yml. Three ways to run the same `hello` flow, interl
   launcher  the same, with `command` through the venv's warm launcher (prefect-launch)
   served    the kit's served flow prefect-serve@hello (`prefect flow serve`, poll every 1 s)
 
-Each run is triggered through the API, then awaited before the next one starts. Times
+Each run is triggered through the API, then awaited before the next one starts. Before
+each trigger the benchmark waits a random part (uniform) of that method's poll interval,
+so the triggers fall at evenly spread points of the worker's poll cycle: back to back, they
+fall wherever the runs before them leave the cycle, and the defaults' median (10 s polls)
+came out anywhere from 3.5 s to 10.5 s between runs of the benchmark. Times
 come from the API: the run's `created` (trigger), its `start_time` (Running) and the
 timestamp of its first "working directory:" log line (flow code running); and, to take
 the poll wait out, from its PENDING state (the worker has picked it up) to that log line.
@@ -22,18 +26,21 @@ the poll wait out, from its PENDING state (the worker has picked it up) to that 
 
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
 
+from bench_report import machine_line
 from prefect_rest import PrefectRest as Api
 
 HOST = "prefect-fleet-1"
 DEFAULTS_POOL = "bench-defaults"
 DEFAULTS_UNIT = "bench-defaults-worker"
 METHODS = ("defaults", "kit", "launcher", "served")
+POLL_SECONDS = {"defaults": 10.0, "kit": 1.0, "launcher": 1.0, "served": 1.0}  # how often each one looks for runs
 TARGET_RATIO = 0.5  # kit median <= 0.5 x defaults median
 TARGET_SECONDS = 3.5  # kit median trigger -> Running
 LAUNCHER_SECONDS = 1.0  # launcher median trigger -> first flow log line
@@ -144,6 +151,7 @@ def bench(repo: Path, reps: int, log, percentile) -> dict:
         for i in range(reps):
             order = METHODS[i % len(METHODS):] + METHODS[:i % len(METHODS)]
             for method in order:
+                time.sleep(random.uniform(0, POLL_SECONDS[method]))
                 result = one_run(api, deployments[method])
                 for key, value in result.items():
                     times[method][key].append(value)
@@ -197,8 +205,9 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         "",
         f"`scripts/bench --only latency{' --quick' if quick else ''}`: the same trivial flow (`hello` of "
         f"examples/flows) on one host of the demo fleet (`{HOST}`, converged by `playbooks/site.yml`), "
-        f"{r['reps']} interleaved runs of each method, one run at a time. Seconds from the run's creation in "
-        "the API to its Running state, and to its first log line from flow code.",
+        f"{r['reps']} interleaved runs of each method, one run at a time, each triggered after a random part of "
+        "its method's poll interval (so at an evenly spread point of the poll cycle). Seconds from the run's "
+        "creation in the API to its Running state, and to its first log line from flow code.",
         "",
         "| method | what runs the flow | Running median s | p90 | min | first log median s | p90 | min "
         "| pickup to first log median s |",
@@ -227,7 +236,7 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         "the pull steps (`prefect-checkout` through a shell step) and the engine's API calls (reading the run, "
         "proposing RUNNING), each a round trip to the server; the fork itself takes a few milliseconds.",
         "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".",
+        machine_line(facts),
     ]
     return "\n".join(lines)
 

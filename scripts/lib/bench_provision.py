@@ -6,8 +6,10 @@ the test-host image, as scripts/demo starts its hosts), starts N fresh ones, and
 (inventories/local/group_vars and the demo's server and git daemon, started or reused with
 `scripts/demo --runs 0`): from scratch, then the re-converge, which must report
 changed=0 on every host. The per-host marginal cost is the slope between the smallest and
-the largest fleet. The hosts join the demo's pools while they exist; they are removed at
-the end.
+the largest fleet. Ansible reaches the hosts over ssh with pipelining, tunnelled through
+`podman exec -i HOST sshd -i` as in the molecule scenarios. The hosts join the demo's
+pools while they exist; they are removed at the end (also when the benchmark is stopped:
+scripts/bench turns SIGTERM into an exit that runs the clean-up).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import re
 import subprocess
 import time
 from pathlib import Path
+
+from bench_report import machine_line
 
 PREFIX = "bench-prov"
 SIZES = (1, 3, 6)
@@ -43,10 +47,14 @@ def remove_hosts() -> None:
         podman("rm", "-f", "-t", "5", *mine)
 
 
-def start_hosts(n: int, env: dict[str, str]) -> None:
+def start_hosts(n: int, env: dict[str, str], repo: Path) -> None:
+    # Root logs in with scripts/bootstrap's key, as in the molecule scenarios; a short stop
+    # timeout, as an ssh master's `podman exec ... sshd -i` would hold `podman rm -f`.
+    key = repo / ".cache/ssh/id_ed25519.pub"
     for name in names(n):
         subprocess.run(["podman", "run", "-d", "--name", name, "--hostname", name, "--label",
-                        "org.prefect-fleet.bench=true", "--systemd=always", IMAGE, "/sbin/init"],
+                        "org.prefect-fleet.bench=true", "--systemd=always", "--stop-timeout=1",
+                        "-v", f"{key}:/root/.ssh/authorized_keys:ro", IMAGE, "/sbin/init"],
                        capture_output=True, text=True, env=env, check=True)
     for name in names(n):
         state = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
@@ -60,8 +68,16 @@ def inventory(work: Path, n: int, repo: Path) -> Path:
     hosts = "".join(f"        {name}: {{}}\n" for name in names(n))
     (inv / "hosts.yml").write_text(
         "---\nall:\n  children:\n    prefect_workers:\n      hosts:\n" + hosts +
-        "      vars:\n        ansible_connection: containers.podman.podman\n"
-        "        ansible_python_interpreter: /usr/bin/python3\n")
+        "      vars:\n"
+        "        ansible_python_interpreter: /usr/bin/python3\n"
+        # ssh, as users reach their hosts, tunnelled through `podman exec -i HOST sshd -i`
+        # (no ports or addresses), with pipelining and a persistent master (converge()).
+        "        ansible_connection: ssh\n"
+        "        ansible_user: root\n"
+        f"        ansible_ssh_private_key_file: {repo / '.cache/ssh/id_ed25519'}\n"
+        "        ansible_ssh_common_args: >-\n"
+        "          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR\n"
+        "          -o IdentitiesOnly=yes -o ProxyCommand=\"podman exec -i %h /usr/sbin/sshd -i\"\n")
     link = inv / "group_vars"
     if not link.is_symlink():
         link.symlink_to(repo / "inventories/local/group_vars")
@@ -88,7 +104,10 @@ def bench(repo: Path, log, work: Path) -> dict:
         raise SystemExit(f"bench: scripts/demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
     os.environ["CONTAINERS_CONF"] = str(repo / "scripts/lib/containers.conf")  # runc, ulimits: as the demo's hosts
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
+    if not (repo / ".cache/ssh/id_ed25519").exists():
+        raise SystemExit("bench: no ssh key in .cache/ssh/: run scripts/bootstrap")
+    env.update(ANSIBLE_CONFIG=str(repo / "ansible.cfg"), ANSIBLE_PIPELINING="1",
+               ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s",
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1",
                PATH=f"{repo / '.venv/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     work.mkdir(parents=True, exist_ok=True)
@@ -98,7 +117,7 @@ def bench(repo: Path, log, work: Path) -> dict:
     try:
         for n in SIZES:
             remove_hosts()
-            start_hosts(n, env)
+            start_hosts(n, env, repo)
             inv = inventory(work / f"hosts-{n}", n, repo)
             scratch, changed_scratch, rc = converge(repo, inv, env, log_file)
             if rc != 0:
@@ -160,11 +179,11 @@ def markdown(r: dict, facts: dict) -> str:
         f"- Re-converge of 3 hosts: **{r['reconverge_3']:.1f} s** — target ≤ {TARGET_RECONVERGE_3:.0f} s: "
         f"{'met' if ok3 else 'NOT met'}.",
         f"- Every re-converge reported changed=0 on the hosts: {'yes' if r['all_idempotent'] else 'NO'}.",
-        "- A re-converge still runs every task to find nothing to change. Ansible reaches these hosts through its "
-        "podman connection (`containers.podman.podman`: a `podman exec` and file copies per task and host), and "
-        "the hosts, the server and Ansible share this machine's cores.",
+        "- A re-converge still runs every task to find nothing to change. Ansible reaches these hosts over ssh, "
+        "as users reach theirs (tunnelled through `podman exec -i HOST sshd -i`; pipelining and a persistent "
+        "master, `ANSIBLE_PIPELINING=1`), and the hosts, the server and Ansible share this machine's cores.",
         "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in facts.items()) + ".",
+        machine_line(facts),
     ]
     return "\n".join(lines)
 

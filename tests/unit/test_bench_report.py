@@ -52,6 +52,25 @@ def load_lib(name):
         sys.path.pop(0)
 
 
+def burst_row(method, not_completed, failures=()):
+    return {"hosts": 1, "runs": 32, "method": method, "bursts": 3, "completed": 96 - not_completed,
+            "not_completed": not_completed, "worst_burst_not_completed": not_completed, "wall_median": 40.0,
+            "wall_p90": 45.0, "wall_min": 38.0, "failures": list(failures)}
+
+
+def test_the_burst_report_says_when_a_kit_run_did_not_complete():
+    bench_burst = load_lib("bench_burst")
+    failed = {"reps": 3, "kit_not_completed": 1, "rows": [
+        burst_row("naive", 5, [("CRASHED", "Flow run infrastructure exited with non-zero status code 1.")]),
+        burst_row("kit", 1, [("FAILED", "git lock")]), burst_row("launcher", 0)]}
+    text = bench_burst.markdown(failed, {"cores": "2"}, quick=False)
+    assert "target 0: NOT met" in text
+    assert "- naive, 32 runs: a run ended CRASHED: `Flow run infrastructure exited" in text
+    assert "- kit, 32 runs: a run ended FAILED: `git lock`" in text
+    clean = {**failed, "kit_not_completed": 0, "rows": [burst_row("naive", 0), burst_row("kit", 0)]}
+    assert "target 0: met" in bench_burst.markdown(clean, {"cores": "2"}, quick=False)
+
+
 def test_the_provision_report_gives_the_per_host_slope_and_the_3_host_target():
     bench_provision = load_lib("bench_provision")
     rows = [{"hosts": 1, "scratch": 100.0, "reconverge": 20.0, "changed_scratch": 80, "changed_again": 0},
