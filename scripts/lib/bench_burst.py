@@ -135,7 +135,9 @@ def prepare(repo: Path, log) -> tuple[Api, dict[str, str], list[str]]:
     if demo.returncode != 0:
         raise SystemExit(f"bench: scripts/demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
     state = repo / ".cache/demo"
-    api = Api((state / "server/url").read_text().strip())
+    # The demo's SQLite server answers 503 while a burst keeps its database busy: retry for
+    # about 4 minutes (PrefectRest backs off 0.5 s, 1 s, 2 s, ...), as the kit's workers do.
+    api = Api((state / "server/url").read_text().strip(), attempts=10)
     origin = next(line.split(":", 1)[1].strip().strip('"') for line in (state / "vars.yml").read_text().splitlines()
                   if line.startswith("local_fleet_git_url:"))
     env = {"PREFECT_API_URL": api.url, "PATH": str(repo / ".venv/bin") + ":/usr/bin:/bin",
@@ -164,6 +166,13 @@ def prepare(repo: Path, log) -> tuple[Api, dict[str, str], list[str]]:
         })["id"]
     for host in hosts:
         naive_env(host)
+    # Runs an interrupted earlier benchmark left waiting in these pools would start with the
+    # first burst: cancel them.
+    left = api("/flow_runs/filter", {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED", "PENDING", "RUNNING"]}}},
+                                     "work_pools": {"name": {"any_": [pool_name(m) for m in METHODS]}}})
+    for run in left:
+        api(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLED",
+            "message": "bench: left by an interrupted benchmark"}, "force": True})
     log(f"burst: pools {', '.join(pool_name(m) for m in METHODS)} and their deployments ready on {api.url}")
     return api, deployments, hosts
 
@@ -173,7 +182,7 @@ def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
     tag = uuid.uuid4().hex
     api(f"/work_pools/{pool}", {"is_paused": True}, method="PATCH")
     try:
-        with ThreadPoolExecutor(max_workers=4) as ex:
+        with ThreadPoolExecutor(max_workers=2) as ex:
             created = list(ex.map(lambda i: api(f"/deployments/{deployment_id}/create_flow_run",
                                                 {"idempotency_key": f"burst-{tag}-{i}"}), range(runs)))
     finally:

@@ -57,9 +57,17 @@ def start_hosts(n: int, env: dict[str, str], repo: Path) -> None:
                         "-v", f"{key}:/root/.ssh/authorized_keys:ro", IMAGE, "/sbin/init"],
                        capture_output=True, text=True, env=env, check=True)
     for name in names(n):
-        state = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
-        if state not in ("running", "degraded"):
-            raise SystemExit(f"bench: systemd in {name} is '{state}'")
+        # Right after `podman run`, systemd may not have its bus up yet: `--wait` then fails at
+        # once, with nothing on stdout. Ask again for up to a minute.
+        deadline = time.monotonic() + 60
+        while True:
+            answer = podman("exec", name, "systemctl", "is-system-running", "--wait", check=False)
+            state = answer.stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: systemd in {name} is '{state}': {answer.stderr.strip()[-500:]}")
+            time.sleep(1)
 
 
 def inventory(work: Path, n: int, repo: Path) -> Path:
