@@ -76,9 +76,14 @@ def test_the_provision_report_gives_the_per_host_slope_and_the_3_host_target():
     rows = [{"hosts": 1, "scratch": 100.0, "reconverge": 20.0, "changed_scratch": 80, "changed_again": 0},
             {"hosts": 3, "scratch": 150.0, "reconverge": 61.0, "changed_scratch": 240, "changed_again": 0},
             {"hosts": 6, "scratch": 250.0, "reconverge": 45.0, "changed_scratch": 480, "changed_again": 1}]
-    result = bench_provision.summarize(rows)
+    result = bench_provision.summarize(rows, module_seconds=0.37, items_per_host=125)
     assert (result["marginal_scratch"], result["marginal_reconverge"]) == (30.0, 5.0)
     text = bench_provision.markdown(result, {"cores": "2"})
+    assert "125 task results per host" in text and "takes **0.37 s** here" in text
+    assert "The 2 cores are shared" in text
+    # A run that did not measure the module cost says nothing about it, rather than "nan".
+    unmeasured = bench_provision.markdown(bench_provision.summarize(rows), {"cores": "2"})
+    assert "Why a re-converge costs" not in unmeasured and "nan" not in unmeasured
     assert "adds **30.0 s** from scratch and **5.0 s** to a re-converge" in text
     assert "Re-converge of 3 hosts: **61.0 s** — target ≤ 60 s: NOT met." in text
     assert "changed=0 on the hosts: NO" in text
