@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,25 +25,33 @@ def api_url() -> str:
 
 
 def api(path: str, body: dict | list | None = None, method: str | None = None, idempotent: bool = True):
-    """Call the API; like Prefect's own client, retry 429/503 (the SQLite server's
-    "database busy" under load), and, for calls that may safely be repeated (reads,
-    filters, upserts, run creation with an idempotency key: idempotent=True), a timeout
-    too."""
+    """Call the API; like the kit's Prefect clients (prefect_worker_client_max_retries: 7),
+    retry 429/503 (the SQLite server's "database busy" under load) after 2, 4, ... 128 s
+    (about 4 minutes in all), each with up to 20% jitter so
+    that concurrent callers do not collide again, and, for calls that may safely be
+    repeated (reads, filters, upserts, run creation with an idempotency key:
+    idempotent=True), a timeout too. Each retry is said on stderr (pytest shows it with
+    a failure)."""
     data = json.dumps(body).encode() if body is not None else None
-    for attempt in range(7):
-        req = urllib.request.Request(api_url() + path, data=data, method=method or ("POST" if data else "GET"),
+    verb = method or ("POST" if data else "GET")
+    for attempt in range(1, 9):
+        req = urllib.request.Request(api_url() + path, data=data, method=verb,
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=90) as resp:
                 raw = resp.read()
                 return json.loads(raw) if raw else None
         except urllib.error.HTTPError as exc:
-            if exc.code not in (429, 503) or attempt == 6:
+            if exc.code not in (429, 503) or attempt == 8:
                 raise
+            reason = f"HTTP {exc.code}"
         except TimeoutError:
-            if not idempotent or attempt == 6:
+            if not idempotent or attempt == 8:
                 raise
-        time.sleep(0.5 * 2**attempt)
+            reason = "timed out"
+        wait = 2**attempt * (1 + random.uniform(0, 0.2))
+        print(f"prefect_api: {verb} {path}: {reason}; retry {attempt} of 7 in {wait:.1f} s", file=sys.stderr)
+        time.sleep(wait)
     raise AssertionError("unreachable")
 
 
