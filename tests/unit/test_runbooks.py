@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "docs/runbooks"
 PAGES = ["onboard-a-host", "migrate-to-the-kit", "rolling-upgrade", "drain-a-host", "rotate-secrets",
-         "disk-full", "corrupt-mirror", "runs-stuck-running", "rollback-venv"]
+         "disk-full", "corrupt-mirror", "runs-stuck-running", "rollback-venv", "server-busy"]
 SECTIONS = ["Symptoms", "Commands", "Verify", "Roll back"]
 
 
