@@ -7,17 +7,16 @@ molecule/conftest.py). The server is scripts/lib/test-server's; its URL is in
 
 from __future__ import annotations
 
-import json
 import os
-import random
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts/lib"))
+# FINAL_STATES is re-exported for the scenarios' tests.
+from prefect_rest import FINAL_STATES, PrefectRest  # noqa: E402,F401
+
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
-FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 def api_url() -> str:
@@ -25,34 +24,14 @@ def api_url() -> str:
 
 
 def api(path: str, body: dict | list | None = None, method: str | None = None, idempotent: bool = True):
-    """Call the API; like the kit's Prefect clients (prefect_worker_client_max_retries: 7),
-    retry 429/503 (the SQLite server's "database busy" under load) after 2, 4, ... 128 s
-    (about 4 minutes in all), each with up to 20% jitter so
-    that concurrent callers do not collide again, and, for calls that may safely be
-    repeated (reads, filters, upserts, run creation with an idempotency key:
-    idempotent=True), a timeout too. Each retry is said on stderr (pytest shows it with
-    a failure)."""
-    data = json.dumps(body).encode() if body is not None else None
-    verb = method or ("POST" if data else "GET")
-    for attempt in range(1, 9):
-        req = urllib.request.Request(api_url() + path, data=data, method=verb,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=90) as resp:
-                raw = resp.read()
-                return json.loads(raw) if raw else None
-        except urllib.error.HTTPError as exc:
-            if exc.code not in (429, 503) or attempt == 8:
-                raise
-            reason = f"HTTP {exc.code}"
-        except TimeoutError:
-            if not idempotent or attempt == 8:
-                raise
-            reason = "timed out"
-        wait = 2**attempt * (1 + random.uniform(0, 0.2))
-        print(f"prefect_api: {verb} {path}: {reason}; retry {attempt} of 7 in {wait:.1f} s", file=sys.stderr)
-        time.sleep(wait)
-    raise AssertionError("unreachable")
+    """Call the test server's API (prefect_rest.PrefectRest). Like the kit's Prefect clients
+    (prefect_worker_client_max_retries: 7) it retries 429/503 (the SQLite server's
+    "database busy" under load) after 2, 4, ... 128 s, about 4 minutes in all, each with up
+    to 20% jitter, and, for calls that may safely be repeated (reads, filters, upserts, run
+    creation with an idempotency key: idempotent=True), a timeout too. Each retry is said
+    on stderr (pytest shows it with a failure)."""
+    client = PrefectRest(api_url(), attempts=8, base=2, jitter=0.2, say_retries=True)
+    return client(path, body, method=method, idempotent=idempotent)
 
 
 def wait_for_state(run_id: str, states: tuple = FINAL_STATES, timeout: float = 180) -> str:

@@ -2,12 +2,16 @@
 
 Like Prefect's own client it retries 429 and 503 (the SQLite-backed test server answers
 503 when its database is busy); calls that may safely be repeated (reads, filters,
-upserts, run creation with an idempotency key) are retried after a timeout too.
+upserts, run creation with an idempotency key) are retried after a timeout too. Retry n
+(from 0) waits base * 2**n seconds, plus up to `jitter` of that so that concurrent
+callers do not collide again; `say_retries` prints each retry on stderr.
 """
 
 from __future__ import annotations
 
 import json
+import random
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -16,16 +20,21 @@ FINAL_STATES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 
 class PrefectRest:
-    def __init__(self, url: str, timeout: float = 90, attempts: int = 7) -> None:
+    def __init__(self, url: str, timeout: float = 90, attempts: int = 7, base: float = 0.5, jitter: float = 0.0,
+                 say_retries: bool = False) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
+        self.base = base
+        self.jitter = jitter
+        self.say_retries = say_retries
 
     def __call__(self, path: str, body: object = None, method: str | None = None, idempotent: bool = True):
         data = json.dumps(body).encode() if body is not None else None
+        verb = method or ("POST" if data else "GET")
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1
-            req = urllib.request.Request(self.url + path, data=data, method=method or ("POST" if data else "GET"),
+            req = urllib.request.Request(self.url + path, data=data, method=verb,
                                          headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
@@ -34,10 +43,16 @@ class PrefectRest:
             except urllib.error.HTTPError as exc:
                 if exc.code not in (429, 503) or last:
                     raise
+                reason = f"HTTP {exc.code}"
             except TimeoutError:
                 if not idempotent or last:
                     raise
-            time.sleep(0.5 * 2**attempt)
+                reason = "timed out"
+            wait = self.base * 2**attempt * (1 + random.uniform(0, self.jitter))
+            if self.say_retries:
+                print(f"prefect_rest: {verb} {path}: {reason}; retry {attempt + 1} of {self.attempts - 1} "
+                      f"in {wait:.1f} s", file=sys.stderr)
+            time.sleep(wait)
         raise AssertionError("unreachable")
 
     def run(self, run_id: str) -> dict:

@@ -5,13 +5,12 @@ server marks queued runs Late only after 10 minutes."""
 
 from __future__ import annotations
 
-import json
 import subprocess
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
+from prefect_rest import PrefectRest
 
 from conftest import free_port
 
@@ -28,10 +27,7 @@ def server(state: Path, *args: str) -> str:
 
 
 def pools(url: str) -> set[str]:
-    req = urllib.request.Request(url + "/work_pools/filter", data=b"{}", method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return {pool["name"] for pool in json.loads(resp.read())}
+    return {pool["name"] for pool in PrefectRest(url)("/work_pools/filter", {})}
 
 
 def test_the_database_outlives_a_restart_and_start_fresh_empties_it(tmp_path):
@@ -40,9 +36,7 @@ def test_the_database_outlives_a_restart_and_start_fresh_empties_it(tmp_path):
     name = f"kept-{uuid.uuid4().hex[:8]}"
     try:
         url = server(state, *start)
-        req = urllib.request.Request(url + "/work_pools/", data=json.dumps({"name": name, "type": "process"}).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=30).close()
+        PrefectRest(url)("/work_pools/", {"name": name, "type": "process"}, idempotent=False)
         server(state, "stop")
         assert name in pools(server(state, *start))
         server(state, "stop")
@@ -50,7 +44,6 @@ def test_the_database_outlives_a_restart_and_start_fresh_empties_it(tmp_path):
         assert name not in pools(url)
         assert (state / "home/prefect.db").exists()
         # Runs queued by a burst are marked Late only after 10 minutes (see test-server).
-        with urllib.request.urlopen(url + "/admin/settings", timeout=30) as resp:
-            assert json.loads(resp.read())["server"]["services"]["late_runs"]["after_seconds"] == "PT10M"
+        assert PrefectRest(url)("/admin/settings")["server"]["services"]["late_runs"]["after_seconds"] == "PT10M"
     finally:
         server(state, "stop")
