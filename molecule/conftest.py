@@ -139,3 +139,44 @@ def journal(host) -> Iterator[Callable[[str], str]]:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     reliability.record(item, outcome.get_result())
+
+
+# When a scenario's tests fail, its hosts are destroyed right after: keep what they
+# logged. Every host's journal of the kit's units goes to .cache/test-logs/ with the
+# test server's log, and the errors in them are printed at the end of the test output,
+# which is what CI shows.
+JOURNAL_DIGEST = re.compile(r"error|failed|crash|traceback|\b50[23]\b", re.IGNORECASE)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
+    inventory = os.environ.get("MOLECULE_INVENTORY_FILE")
+    failed = terminalreporter.stats.get("failed") or terminalreporter.stats.get("error")
+    if not inventory or not failed or not Path(inventory).is_file():
+        return
+    scenario = os.environ.get("MOLECULE_SCENARIO_NAME", "scenario")
+    logs = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", REPO)) / ".cache/test-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    write = terminalreporter.write_line
+    terminalreporter.section(f"logs of {scenario}'s hosts (tests failed)")
+    for name in _inventory_hosts(Path(inventory)):
+        try:
+            proc = subprocess.run(["podman", "exec", name, "journalctl", "--no-pager", "-o", "short-iso",
+                                   "-u", "prefect-*"], capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            write(f"{name}: no journal ({exc})")
+            continue
+        if proc.returncode != 0:
+            write(f"{name}: no journal (journalctl: {proc.stderr.strip()[:200]})")
+            continue
+        path = logs / f"journal-{scenario}-{name}.log"
+        path.write_text(proc.stdout + proc.stderr)
+        errors = [line for line in proc.stdout.splitlines() if JOURNAL_DIGEST.search(line)]
+        write(f"{name}: {len(errors)} error lines in {path.relative_to(path.parents[2])}")
+        for line in errors[-12:]:
+            write(f"  {line[:300]}")
+    server_log = REPO / ".cache/test-server/server.log"
+    if server_log.is_file():
+        text = server_log.read_text(errors="replace")
+        (logs / f"server-{scenario}.log").write_text(text)
+        write(f"test server: {text.count('database is locked')} 'database is locked' errors, "
+              f"{text.count('| ERROR ')} ERROR lines (.cache/test-logs/server-{scenario}.log)")
