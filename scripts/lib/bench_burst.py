@@ -33,7 +33,6 @@ import subprocess
 import time
 import urllib.error
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -211,14 +210,14 @@ def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
     created: list[dict] = []
     refused = ""  # why the server did not create some of the runs, after PrefectRest's retries
     try:
-        with ThreadPoolExecutor(max_workers=2) as ex:
-            futures = [ex.submit(api, f"/deployments/{deployment_id}/create_flow_run",
-                                 {"idempotency_key": f"burst-{tag}-{i}"}) for i in range(runs)]
-            for future in futures:
-                try:
-                    created.append(future.result())
-                except (urllib.error.URLError, OSError) as exc:  # HTTPError (503 to the end) included
-                    refused = f"the server did not create the run: {exc}"
+        # One at a time: on SQLite, concurrent creations (each reads, then writes) fail each
+        # other with "database is locked" (503), and the pool is paused until all exist.
+        for i in range(runs):
+            try:
+                created.append(api(f"/deployments/{deployment_id}/create_flow_run",
+                                   {"idempotency_key": f"burst-{tag}-{i}"}))
+            except (urllib.error.URLError, OSError) as exc:  # HTTPError (503 to the end) included
+                refused = f"the server did not create the run: {exc}"
     finally:
         opened = time.time()
         try:
