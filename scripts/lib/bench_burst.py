@@ -28,6 +28,7 @@ opening the pool to the last run's end (from the API's state times).
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import time
@@ -198,6 +199,13 @@ def prepare(repo: Path, log) -> tuple[Api, dict[str, str], list[str]]:
     return api, deployments, hosts
 
 
+def short(message: str) -> str:
+    """A state's message for the report: run ids and the server's address left out, so the
+    API call that failed (e.g. `/flow_runs/<id>/labels`) survives the cut."""
+    message = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>", message)
+    return re.sub(r"https?://[^/\s']+/api", "", message)[:160]
+
+
 def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
     pool = pool_name(method)
     tag = uuid.uuid4().hex
@@ -254,7 +262,7 @@ def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
                     pass
     # A run's end: the time of its final state (a run that crashed before it ran has no end_time).
     ends = [ts(r["state"]["timestamp"]) for r in found if r["state"]["type"] in FINAL]
-    failures = sorted({(r["state"]["type"], (r["state"].get("message") or "")[:160]) for r in found
+    failures = sorted({(r["state"]["type"], short(r["state"].get("message") or "")) for r in found
                        if r["state"]["type"] != "COMPLETED"})
     if refused:
         failures.insert(0, ("NOT CREATED", refused[:160]))

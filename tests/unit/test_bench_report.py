@@ -71,6 +71,15 @@ def test_the_burst_report_says_when_a_kit_run_did_not_complete():
     assert "target 0: met" in bench_burst.markdown(clean, {"cores": "2"}, quick=False)
 
 
+def test_a_crashed_runs_message_keeps_the_api_call_that_failed():
+    bench_burst = load_lib("bench_burst")
+    message = ("Failed to submit flow run to infrastructure: PrefectHTTPStatusError: Server error '503 Service "
+               "Unavailable' for url 'http://10.88.0.1:14280/api/flow_runs/01a16755-835d-41a9-b81d-9e236e42eb70/"
+               "labels' - Response: {'exception_message': 'Service Unavailable'}")
+    assert "'/flow_runs/<id>/labels'" in bench_burst.short(message)
+    assert len(bench_burst.short(message)) <= 160
+
+
 def test_the_provision_report_gives_the_per_host_slope_and_the_3_host_target():
     bench_provision = load_lib("bench_provision")
     rows = [{"hosts": 1, "scratch": 100.0, "reconverge": 20.0, "changed_scratch": 80, "changed_again": 0},
