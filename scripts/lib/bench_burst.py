@@ -214,7 +214,7 @@ def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
     except (urllib.error.URLError, OSError) as exc:  # the server refused for minutes: no burst
         log(f"burst: {method}: the pool could not be paused ({exc}); no run created")
         return {"completed": 0, "not_completed": runs, "wall": float("nan"),
-                "failures": [("NOT CREATED", f"the server did not answer the pool's pause: {exc}"[:160])]}
+                "failures": [("NOT CREATED", short(f"the server did not answer the pool's pause: {exc}"))]}
     created: list[dict] = []
     refused = ""  # why the server did not create some of the runs, after PrefectRest's retries
     try:
@@ -265,7 +265,7 @@ def burst(api: Api, method: str, deployment_id: str, runs: int, log) -> dict:
     failures = sorted({(r["state"]["type"], short(r["state"].get("message") or "")) for r in found
                        if r["state"]["type"] != "COMPLETED"})
     if refused:
-        failures.insert(0, ("NOT CREATED", refused[:160]))
+        failures.insert(0, ("NOT CREATED", short(refused)))
     return {"completed": states.count("COMPLETED"), "not_completed": runs - states.count("COMPLETED"),
             "wall": (max(ends) - opened) if ends and len(ends) == runs else float("nan"),
             "failures": failures[:3]}
