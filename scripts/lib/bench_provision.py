@@ -77,16 +77,11 @@ def inventory(work: Path, n: int, repo: Path) -> Path:
     hosts = "".join(f"        {name}: {{}}\n" for name in names(n))
     (inv / "hosts.yml").write_text(
         "---\nall:\n  children:\n    prefect_workers:\n      hosts:\n" + hosts +
-        "      vars:\n"
-        "        ansible_python_interpreter: /usr/bin/python3\n"
-        # ssh, as users reach their hosts, tunnelled through `podman exec -i HOST sshd -i`
-        # (no ports or addresses), with pipelining and a persistent master (converge()).
-        "        ansible_connection: ssh\n"
-        "        ansible_user: root\n"
-        f"        ansible_ssh_private_key_file: {repo / '.cache/ssh/id_ed25519'}\n"
-        "        ansible_ssh_common_args: >-\n"
-        "          -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR\n"
-        "          -o IdentitiesOnly=yes -o ProxyCommand=\"podman exec -i %h /usr/sbin/sshd -i\"\n")
+        # How the demo's hosts are reached (inventories/local/hosts.yml): ssh, as users reach
+        # theirs, tunnelled through `podman exec -i HOST sshd -i`, pipelined over a persistent
+        # master (ansible.cfg); the key's path made absolute for this inventory's place.
+        "      vars:\n" + (repo / "inventories/local/hosts.yml").read_text().split("      vars:\n", 1)[1]
+        .replace("{{ inventory_dir }}/../..", str(repo)))
     link = inv / "group_vars"
     if not link.is_symlink():
         link.symlink_to(repo / "inventories/local/group_vars")
@@ -136,7 +131,6 @@ def bench(repo: Path, log, work: Path) -> dict:
     if not (repo / ".cache/ssh/id_ed25519").exists():
         raise SystemExit("bench: no ssh key in .cache/ssh/: run scripts/bootstrap")
     env.update(ANSIBLE_CONFIG=str(repo / "ansible.cfg"), ANSIBLE_PIPELINING="1",
-               ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s",
                ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", NO_COLOR="1",
                PATH=f"{repo / '.venv/bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
     work.mkdir(parents=True, exist_ok=True)
