@@ -71,6 +71,22 @@ class PlaybookResult:
             }
         return hosts
 
+    @property
+    def task_statuses(self) -> dict[str, set[str]]:
+        """What each task reported on any host, by its header: {'role : name': {'ok', 'skipping'}}."""
+        statuses: dict[str, set[str]] = {}
+        task = None
+        for line in self.output.splitlines():
+            header = re.match(r"^TASK \[(.+?)\] \*", line)
+            if header:
+                task = header.group(1)
+                statuses.setdefault(task, set())
+                continue
+            status = re.match(r"^(ok|changed|skipping|failed|fatal): \[", line)
+            if task and status:
+                statuses[task].add(status.group(1))
+        return statuses
+
 
 @pytest.fixture(scope="session")
 def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., PlaybookResult]:

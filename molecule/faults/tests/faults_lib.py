@@ -34,6 +34,21 @@ def host():
     return testinfra.get_host(f"podman://{HOST}")
 
 
+def read_guarded_file_tasks() -> set[str]:
+    """'role : name' of every copy, template or file task the roles skip when their one reading
+    of the host (a `__<role>_now` lookup in the task's `when`) finds the file as wanted."""
+    import yaml
+
+    names = set()
+    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        role = path.parts[-3]
+        for task in yaml.safe_load(path.read_text()) or []:
+            module = next((k for k in task if k.startswith("ansible.builtin.")), "")
+            if module.split(".")[-1] in ("copy", "template", "file") and f"__{role}_now[" in str(task.get("when", "")):
+                names.add(f"{role} : {task['name']}")
+    return names
+
+
 _deployed: list[bool] = []
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from faults_lib import (API_KEY, ENV_DIR, SITE, STATE, as_prefect, fsck, generation, host, not_completed, queue,
-                        wait_final, wait_for_log)
+                        read_guarded_file_tasks, wait_final, wait_for_log)
 
 NEW_KEY = "pnu_faultsRotatedSecretKey9876543210"
 CHANGES = {"faults_api_key": NEW_KEY, "faults_env_imports": ["prefect.engine", "json"]}
@@ -44,6 +44,11 @@ def test_two_converges_at_once(converges, run_playbook):
     third = run_playbook(SITE, args=("-e", json.dumps(CHANGES)))
     assert third.rc == 0, third.output
     assert all(counts["changed"] == 0 for counts in third.recap.values()), third.output
+    # With nothing to change, the roles' one reading of the host spares every file task its
+    # module runs (what makes a re-converge fast): each was skipped, none ran.
+    guarded = read_guarded_file_tasks()
+    seen = {task: statuses for task, statuses in third.task_statuses.items() if task in guarded}
+    assert len(seen) >= 15 and all(statuses == {"skipping"} for statuses in seen.values()), seen
     new = generation(h)
     assert new != old
     assert h.run(f"ls -A {ENV_DIR} | grep '^\\.' | grep -v '^\\.current$'").stdout.strip() in ("", ".ballast"), \
