@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -61,7 +62,8 @@ def main(out: Path, chart: dict) -> None:
                              gridspec_kw={"height_ratios": heights})
     for ax, spec in zip(axes[:, 0], panels):
         draw(ax, spec)
-    fig.suptitle(chart["caption"], fontsize=9, x=0.01, ha="left")
+    # Wrapped: a caption that names every benchmark is wider than the figure.
+    fig.suptitle(textwrap.fill(chart["caption"], 130), fontsize=9, x=0.01, ha="left")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
