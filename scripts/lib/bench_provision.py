@@ -201,7 +201,7 @@ def cost_lines(r: dict, facts: dict) -> list[str]:
     if r.get("module_seconds") is None or not r.get("items_per_host"):
         return []
     return [f"- Why a re-converge costs what it does: it reports {r['items_per_host']} task results per host "
-            "as ok (loop items one by one; most ran a module on the host, the checks ran on the control node), "
+            "as ok (loop items one by one; the checks ran on the control node, the others a module on the host), "
             "and one module run (`ansible.builtin.ping`, 20 in a row on one host over the same connection) takes "
             f"**{r['module_seconds']:.2f} s** here. A file or directory costs nothing when it is as wanted: each "
             "role reads all of its files with one command first and skips their tasks (otherwise a file costs two "
