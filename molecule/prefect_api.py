@@ -25,8 +25,8 @@ def api_url() -> str:
 
 def api(path: str, body: dict | list | None = None, method: str | None = None, idempotent: bool = True):
     """Call the test server's API (prefect_rest.PrefectRest). Like the kit's Prefect clients
-    (prefect_worker_client_max_retries: 7) it retries 429/503 (the SQLite server's
-    "database busy" under load) after 2, 4, ... 128 s, about 4 minutes in all, each with up
+    it retries 429/503 (the SQLite server's "database busy" under load), here after 2, 4,
+    ... 128 s, about 4 minutes in all (the tests' runs are few), each with up
     to 20% jitter, and, for calls that may safely be repeated (reads, filters, upserts, run
     creation with an idempotency key: idempotent=True), a timeout too. Each retry is said
     on stderr (pytest shows it with a failure)."""

@@ -88,6 +88,16 @@ chown prefect:prefect "$site/prefect-fleet-bench.pth"
 """)
 
 
+def role_default(name: str) -> str:
+    """A default of the prefect_worker role (roles/prefect_worker/defaults/main.yml), as the bench's
+    kit workers must run with what the role gives a host."""
+    defaults = Path(__file__).resolve().parents[2] / "roles/prefect_worker/defaults/main.yml"
+    match = re.search(rf"^{name}: *(\S+)$", defaults.read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit(f"bench: {name} is not in {defaults}")
+    return match.group(1)
+
+
 def start_worker(host: str, method: str, api_url: str) -> None:
     python = f"{NAIVE_ROOT}/venv/bin/python" if method == "naive" else KIT_PYTHON
     env = {"HOME": "/srv/prefect/home", "PREFECT_API_URL": api_url, "PREFECT_WORKER_QUERY_SECONDS": "1",
@@ -96,7 +106,8 @@ def start_worker(host: str, method: str, api_url: str) -> None:
         env["PIP_NO_INDEX"] = "1"  # pip must find everything installed; never the network
     else:
         # The kit's worker settings (prefect_worker's env file) that matter here.
-        env.update({"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false", "PREFECT_CLIENT_MAX_RETRIES": "7",
+        env.update({"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
+                    "PREFECT_CLIENT_MAX_RETRIES": role_default("prefect_worker_client_max_retries"),
                     "TMPDIR": "/srv/prefect/tmp"})
     flags = " ".join(f"-E {k}={v}" for k, v in env.items())
     unit = unit_name(method)
