@@ -117,7 +117,10 @@ def stats(values: list[float], percentile) -> dict[str, float]:
     return {"median": statistics.median(values), "p90": percentile(values, 0.9), "min": min(values)}
 
 
-def bench(repo: Path, cache: Path, python: str, reps: int, work_dir: Path, log, percentile) -> dict:
+def bench(repo: Path, cache: Path, python: str, reps: int, work_dir: Path, log, percentile,
+          discard=None) -> dict:
+    """discard(path): takes the directory of the built environments when done (scripts/bench removes
+    it later, while nothing is timed); without it they are removed here."""
     uv = repo / ".venv" / "bin" / "uv"
     if not os.access(uv, os.X_OK):
         raise SystemExit(f"bench: env needs {uv}: run scripts/bootstrap")
@@ -152,7 +155,10 @@ def bench(repo: Path, cache: Path, python: str, reps: int, work_dir: Path, log, 
         pip = check([str(work / "pip-0" / "bin" / "python"), "-m", "pip", "--version"], env).split()[1]
         versions = {"python": version, "pip": pip, "uv": check([str(uv), "--version"]).split()[1]}
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if discard is not None:
+            discard(work)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     rows = []
     for m in METHODS:
         build, imports = times[m]["build"], times[m]["import"]

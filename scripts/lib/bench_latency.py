@@ -1,9 +1,11 @@
 """scripts/bench --only latency: trigger -> Running and trigger -> first flow log line on a
 provisioned host, Prefect's defaults beside the kit's settings and a served flow, in one run.
 
-It uses the local fleet of scripts/demo (started or reused with `scripts/demo --runs 0`):
-the demo's server, its git daemon serving examples/flows, and the host prefect-fleet-1,
-converged by playbooks/site.yml. Three ways to run the same `hello` flow, interleaved:
+It uses the local fleet of scripts/demo, made or reshaped to one host (`scripts/demo --hosts 1
+--runs 0`): the demo's server, its git daemon serving examples/flows, and the host
+prefect-fleet-1, converged by playbooks/site.yml. One host, so that every run of the demo's
+pool lands on the host measured; and a cold start converges one host, not two. Four ways to
+run the same `hello` flow, interleaved:
 
   defaults  a process worker as Prefect starts it (`prefect worker start --pool P`, query
             every 10 s), a pool with Prefect's default base job template (no command), and
@@ -65,8 +67,8 @@ def host_sh(script: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def prepare(repo: Path, log) -> tuple[Api, dict[str, str]]:
-    log("latency: starting or reusing the demo fleet (scripts/demo --runs 0) ...")
-    demo = subprocess.run([str(repo / "scripts/demo"), "--runs", "0"], capture_output=True, text=True)
+    log("latency: starting or reusing the demo fleet of one host (scripts/demo --hosts 1 --runs 0) ...")
+    demo = subprocess.run([str(repo / "scripts/demo"), "--hosts", "1", "--runs", "0"], capture_output=True, text=True)
     if demo.returncode != 0:
         raise SystemExit(f"bench: scripts/demo failed:\n{demo.stdout[-3000:]}{demo.stderr[-3000:]}")
     state = repo / ".cache/demo"
@@ -144,8 +146,12 @@ def one_run(api: Api, deployment_id: str, timeout: float = 120) -> dict[str, flo
             "pickup": ts(first["timestamp"]) - pending}
 
 
-def bench(repo: Path, reps: int, log, percentile) -> dict:
+def bench(repo: Path, reps: int, log, percentile, untimed=None) -> dict:
+    """untimed: called once the fleet is ready, before the first timed run (scripts/bench waits
+    there for the earlier benchmarks' directories to be removed)."""
     api, deployments = prepare(repo, log)
+    if untimed is not None:
+        untimed()
     times: dict[str, dict[str, list[float]]] = {m: {"running": [], "first_log": [], "pickup": []} for m in METHODS}
     try:
         for i in range(reps):
@@ -204,7 +210,8 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         "## latency: trigger to Running and to the first flow log line",
         "",
         f"`scripts/bench --only latency{' --quick' if quick else ''}`: the same trivial flow (`hello` of "
-        f"examples/flows) on one host of the demo fleet (`{HOST}`, converged by `playbooks/site.yml`), "
+        f"examples/flows) on the demo fleet of one host (`{HOST}`, converged by `playbooks/site.yml`; `scripts/demo "
+        "--hosts 1`, so every run of the demo's pool lands there), "
         f"{r['reps']} interleaved runs of each method, one run at a time, each triggered after a random part of "
         "its method's poll interval (so at an evenly spread point of the poll cycle). Seconds from the run's "
         "creation in the API to its Running state, and to its first log line from flow code.",
