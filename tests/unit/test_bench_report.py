@@ -97,3 +97,22 @@ def test_the_provision_report_gives_the_per_host_slope_and_the_3_host_target():
     assert "Re-converge of 3 hosts: **61.0 s** — target ≤ 60 s: NOT met." in text
     assert "changed=0 on the hosts: NO" in text
     assert [p for p in bench_provision.panel(result)["series"]["re-converge"]] == [20.0, 61.0, 45.0]
+
+
+def test_a_burst_whose_runs_did_not_all_end_has_no_wall_time_and_says_why():
+    bench_burst = load_lib("bench_burst")
+    row = {**burst_row("launcher", 1, [("PENDING", "not ended 1286 s after the pool opened (cancelled by the bench)")]),
+           "bursts": 1, "wall_median": float("nan"), "wall_p90": float("nan"), "wall_min": float("nan")}
+    text = bench_burst.markdown({"reps": 1, "kit_not_completed": 1, "timeout": 1286.4, "rows": [row]},
+                                {"cores": "2"}, quick=True)
+    assert "nan" not in text
+    assert "| 1 | 1 | — | — | — |" in text
+    assert "not ended 1286 s after the pool opened: such a run counts as not completed" in text
+    assert "- launcher, 32 runs: a run was still PENDING: `not ended 1286 s after the pool opened" in text
+
+
+def test_the_burst_waits_longer_than_the_kit_workers_retry_a_busy_server():
+    bench_burst = load_lib("bench_burst")
+    retries = int(bench_burst.role_default("prefect_worker_client_max_retries"))
+    longest_retry_window = 1.2 * sum(2 ** k for k in range(1, retries + 1))  # Prefect: 2, 4, ... s, +20% jitter
+    assert bench_burst.burst_timeout() > longest_retry_window
