@@ -1,11 +1,18 @@
 """Workers on a converged host: running, ONLINE in the Prefect API, healthy, secret kept."""
 
+import re
 import time
+from pathlib import Path
 
 import pytest
 from prefect_api import api, wait_for_log, wait_for_state
 
 KEY = "pnu_moleculeSecretKey0123456789"
+# prefect_worker_client_max_retries as the role's defaults give it (the scenario leaves it alone)
+ROLE_DEFAULT_RETRIES = re.search(
+    r"^prefect_worker_client_max_retries: *(\d+)$",
+    (Path(__file__).resolve().parents[3] / "roles/prefect_worker/defaults/main.yml").read_text(), re.MULTILINE,
+).group(1)
 POOL = "molecule-pool"
 
 
@@ -68,7 +75,8 @@ def test_prefect_reads_the_client_retry_budget_from_the_worker_environment(host)
         "print(get_current_settings().client.max_retries)\n"
     )
     out = host.check_output("runuser -u prefect -- /srv/prefect/envs/flows/current/bin/python -c %s", script)
-    assert out == "7"
+    assert ROLE_DEFAULT_RETRIES != "5", "the role's default must differ from Prefect's for this test to tell"
+    assert out == ROLE_DEFAULT_RETRIES
 
 
 PULL_STEPS = [
