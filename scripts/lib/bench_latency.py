@@ -200,7 +200,7 @@ def print_table(r: dict, verdict) -> None:
           f"(target <= {TARGET_RATIO}: {verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}); "
           f"kit median {r['kit_running_median']:.2f} s (target <= {TARGET_SECONDS} s: "
           f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)})")
-    print(f"launcher trigger->first log median {r['launcher_first_log_median']:.2f} s (target <= {LAUNCHER_SECONDS} s: "
+    print(f"launcher trigger->first log median {r['launcher_first_log_median']:.3f} s (target <= {LAUNCHER_SECONDS} s: "
           f"{verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}); launcher / kit {r['ratio_launcher_kit']:.3f} "
           f"(target <= {LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)})")
 
@@ -230,7 +230,7 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         f"{verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}.",
         f"- kit, trigger to Running (median): **{r['kit_running_median']:.2f} s** — target ≤ {TARGET_SECONDS} s: "
         f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)}.",
-        f"- launcher, trigger to first flow log line (median): **{r['launcher_first_log_median']:.2f} s** — target ≤ "
+        f"- launcher, trigger to first flow log line (median): **{r['launcher_first_log_median']:.3f} s** — target ≤ "
         f"{LAUNCHER_SECONDS} s: {verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}.",
         f"- launcher / kit, trigger to first flow log line (median): **{r['ratio_launcher_kit']:.3f}** — target ≤ "
         f"{LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)}.",
