@@ -52,11 +52,16 @@ def kit_pin(repo: Path) -> tuple[Path, str]:
 
 
 def clean_env(home: Path) -> dict[str, str]:
-    """The caller's environment without what steers pip, uv or Python, and no config files."""
+    """The caller's environment without what steers pip, uv or Python, and no config files.
+    Temporary files (uv's cache of one command, pip's build directories) go under home, on the
+    filesystem of the environments, as on a host: uv hard-links what it unpacks into an
+    environment, and across filesystems it copies every file instead (seconds more per build)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PIP_", "UV_", "PYTHON", "VIRTUAL_ENV", "CONDA_", "PREFECT_"))}
+    (home / "tmp").mkdir(exist_ok=True)
     env.update({"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "UV_NO_CONFIG": "1",
-                "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "PREFECT_HOME": str(home / "prefect-home")})
+                "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1", "PREFECT_HOME": str(home / "prefect-home"),
+                "TMPDIR": str(home / "tmp")})
     return env
 
 
@@ -118,9 +123,11 @@ def stats(values: list[float], percentile) -> dict[str, float]:
 
 
 def bench(repo: Path, cache: Path, python: str, reps: int, work_dir: Path, log, percentile,
-          discard=None) -> dict:
+          discard=None, remove_each_rep: bool = False) -> dict:
     """discard(path): takes the directory of the built environments when done (scripts/bench removes
-    it later, while nothing is timed); without it they are removed here."""
+    it later, while nothing is timed); without it they are removed here. remove_each_rep: remove a
+    repetition's environments as soon as it is measured (for a tmpfs, where that costs the next
+    writer nothing and keeps the memory used to one repetition's)."""
     uv = repo / ".venv" / "bin" / "uv"
     if not os.access(uv, os.X_OK):
         raise SystemExit(f"bench: env needs {uv}: run scripts/bootstrap")
@@ -150,9 +157,13 @@ def bench(repo: Path, cache: Path, python: str, reps: int, work_dir: Path, log, 
                 if method not in disk:
                     disk[method] = du_kib(env_python.parent.parent)
                 os.sync()  # outside the timing: the next method must not pay for this one's writeback
+            if i == 0:
+                pip = check([str(work / "pip-0" / "bin" / "python"), "-m", "pip", "--version"], env).split()[1]
+            if remove_each_rep:
+                for method in METHODS:
+                    shutil.rmtree(work / f"{method}-{i}", ignore_errors=True)
             log(f"env repetition {i + 1}/{reps}: " + ", ".join(
                 f"{m} {times[m]['build'][-1]:.2f}+{times[m]['import'][-1]:.2f}s" for m in METHODS))
-        pip = check([str(work / "pip-0" / "bin" / "python"), "-m", "pip", "--version"], env).split()[1]
         versions = {"python": version, "pip": pip, "uv": check([str(uv), "--version"]).split()[1]}
     finally:
         if discard is not None:
@@ -216,6 +227,12 @@ def markdown(r: dict, facts: dict, quick: bool) -> str:
         "it (its import column) and the prebuilt environment's was compiled by the builder's smoke test.",
         "- With a package index instead of the wheelhouse, pip and uv also pay for the downloads on every run "
         "(on every host, unless a cache is kept); the prebuilt environment does not.",
+        *(["- Built on a tmpfs: the files an install writes stay in memory until they are written out on any "
+            "filesystem, and the benchmark writes them out between methods, untimed; `--env-dir .cache/bench` "
+            "builds them on disk instead, to compare. Each repetition's environments are removed as soon as it "
+            "is measured; on a disk, removing these ~5 GiB of small files has to wait for a moment when nothing "
+            "is timed."]
+          if facts.get("environments built on", "").startswith("tmpfs") else []),
         "- Other work may share the machine: the load average is recorded; compare medians, not p90.",
         "",
         machine_line(facts),
