@@ -116,3 +116,31 @@ def test_the_burst_waits_longer_than_the_kit_workers_retry_a_busy_server():
     retries = int(bench_burst.role_default("prefect_worker_client_max_retries"))
     longest_retry_window = 1.2 * sum(2 ** k for k in range(1, retries + 1))  # Prefect: 2, 4, ... s, +20% jitter
     assert bench_burst.burst_timeout() > longest_retry_window
+
+
+def env_result():
+    def stats(median):
+        return {"median": median, "p90": median, "min": median}
+
+    rows = [{"method": m, "build": stats(b), "import": stats(i), "total": stats(b + i), "disk_kib": 1 << 18}
+            for m, b, i in (("pip", 30.0, 2.0), ("uv", 1.5, 4.0), ("prebuilt", 0.0, 1.8))]
+    return {"reps": 7, "prefect": "3.8.8", "constraints": "constraints/prefect-3.8.8.txt", "wheels": 109,
+            "versions": {"python": "3.11.2", "pip": "23.0.1", "uv": "0.12.23"}, "rows": rows,
+            "ratio_uv_pip": 5.5 / 32, "ratio_prebuilt_uv": 1.8 / 5.5, "ratio_prebuilt_pip": 1.8 / 32}
+
+
+def test_the_env_report_says_when_the_environments_were_built_on_a_tmpfs():
+    bench_env = load_lib("bench_env")
+    on_tmpfs = bench_env.markdown(env_result(), {"environments built on": "tmpfs (/dev/shm/x)"}, quick=True)
+    on_disk = bench_env.markdown(env_result(), {"environments built on": "ext4 (/srv/x)"}, quick=True)
+    assert "- Built on a tmpfs:" in on_tmpfs and "--env-dir .cache/bench" in on_tmpfs
+    assert "tmpfs" not in on_disk
+
+
+def test_env_builds_on_the_tmpfs_only_when_it_has_room(tmp_path):
+    bench = load_bench()
+    assert bench.filesystem(Path("/dev/shm"))[0] == "tmpfs", "Debian mounts a tmpfs on /dev/shm"
+    bench.ENV_TMPFS_ROOM = 0
+    assert bench.default_env_dir(tmp_path) == Path("/dev/shm/prefect-fleet-bench")
+    bench.ENV_TMPFS_ROOM = 1 << 60  # more than any machine has free
+    assert bench.default_env_dir(tmp_path) == tmp_path
