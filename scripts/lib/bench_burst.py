@@ -8,7 +8,9 @@ latency benchmark's defaults worker, polling every second. Every worker takes at
 at once (`--limit 8`, what a demo host runs: two workers of limit 4), so the burst measures
 what runs do to each other on a host, not how many processes 2 cores and a SQLite server
 can start at once. The demo's own workers and served flows are stopped while it runs (and
-started again after): they would poll the same server every second on the same 2 cores:
+started again after), and only the workers of the method whose burst runs are up (started
+afresh before each burst, not timed): idle workers poll the same server every second, on
+the same 2 cores, and every poll writes to the server's database:
 
   naive     what a Process pool does when every run prepares its own code and environment
             in one place: the pool's working directory is one shared directory, and the pull
@@ -153,18 +155,36 @@ def restore_demo(active: dict[str, list[str]]) -> None:
             host_sh(host, "systemctl start " + " ".join(units), check=False)
 
 
-def wait_online(api: Api, hosts: list[str], timeout: float = 90) -> None:
+def wait_polled(api: Api, hosts: list[str], method: str, since: float, timeout: float = 90) -> None:
+    """Until method's worker on every host has reported to the API since `since` (a worker's first
+    heartbeat comes as it starts, before its first poll). Its ONLINE status alone would not tell:
+    the API keeps a stopped worker ONLINE for a few heartbeat intervals."""
     deadline = time.monotonic() + timeout
-    for method in METHODS:
-        want = {f"{h}-{unit_name(method)}" for h in hosts}
-        while True:
-            workers = api(f"/work_pools/{pool_name(method)}/workers/filter", {})
-            online = {w["name"] for w in workers if w["status"] == "ONLINE"}
-            if want <= online:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"bench: workers of {pool_name(method)} not online: {sorted(want - online)}")
-            time.sleep(1)
+    want = {f"{h}-{unit_name(method)}" for h in hosts}
+    while True:
+        workers = api(f"/work_pools/{pool_name(method)}/workers/filter", {})
+        fresh = {w["name"] for w in workers
+                 if w["status"] == "ONLINE" and w.get("last_heartbeat_time") and ts(w["last_heartbeat_time"]) >= since}
+        if want <= fresh:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: workers of {pool_name(method)} did not report since they started: "
+                             f"{sorted(want - fresh)}")
+        time.sleep(1)
+
+
+def use_workers(api: Api, all_hosts: list[str], hosts: list[str], method: str) -> None:
+    """Only method's workers run while its bursts run, one on each of hosts: an idle worker polls
+    every second, and each poll writes to the server's SQLite database (the pool's last poll), so
+    the other methods' idle workers would compete with the burst for the one writer. Not timed."""
+    others = " ".join(unit_name(m) for m in METHODS if m != method)
+    for host in all_hosts:
+        host_sh(host, f"systemctl stop {others} 2>/dev/null; systemctl reset-failed {others} 2>/dev/null; true",
+                check=False)
+    since = time.time() - 1  # the containers share this machine's clock
+    for host in hosts:
+        start_worker(host, method, api.url)
+    wait_polled(api, hosts, method, since)
 
 
 def prepare(repo: Path, log) -> tuple[Api, dict[str, str], list[str]]:
@@ -310,23 +330,22 @@ def bench(repo: Path, reps: int, log, percentile) -> dict:
     try:
         for n_hosts, runs in SIZES:
             hosts = all_hosts[:n_hosts]
-            stop_workers(all_hosts)
-            for host in hosts:
-                for method in METHODS:
-                    start_worker(host, method, api.url)
-            wait_online(api, hosts)
-            log(f"burst: {n_hosts} host(s) ready, {len(METHODS)} workers each (limit {LIMIT}); warming up ...")
-            # Not timed: the first run of each method makes the shared clone, the mirrors
-            # are fresh, and every worker has polled once.
-            for method in METHODS:
-                warm = burst(api, method, deployments[method], n_hosts, log)
-                if warm["completed"] != n_hosts:
-                    log(f"burst: warm-up of {method} on {n_hosts} host(s): {warm}")
+            log(f"burst: {n_hosts} host(s), one worker each (limit {LIMIT}) of the method whose burst runs ...")
+            warmed: set[str] = set()
             per: dict[str, list[dict]] = {m: [] for m in METHODS}
             for i in range(reps):
                 order = METHODS[i % len(METHODS):] + METHODS[:i % len(METHODS)]
                 for method in order:
                     wait_idle(hosts)
+                    use_workers(api, all_hosts, hosts, method)
+                    if method not in warmed:
+                        # Not timed: the first run of each method makes the shared clone and the
+                        # mirrors are fresh.
+                        warm = burst(api, method, deployments[method], n_hosts, log)
+                        if warm["completed"] != n_hosts:
+                            log(f"burst: warm-up of {method} on {n_hosts} host(s): {warm}")
+                        warmed.add(method)
+                        wait_idle(hosts)
                     per[method].append(burst(api, method, deployments[method], runs, log))
                     last = per[method][-1]
                     took = f"in {last['wall']:.1f}s" if last["wall"] == last["wall"] else "(not all ended)"
@@ -380,7 +399,8 @@ def markdown(r: dict, facts: dict, quick: bool) -> str:
         f"`scripts/bench --only burst{' --quick' if quick else ''}`: the `hello` flow of examples/flows on the demo "
         "fleet (`prefect-fleet-1..3`, converged by `playbooks/site.yml`), each method from a pool of its own with "
         f"one worker per host (Prefect's process worker, at most {LIMIT} runs at once, polling every second). "
-        "The demo's own workers and served flows are stopped meanwhile. "
+        "The demo's own workers and served flows are stopped meanwhile, and only the workers of the method whose "
+        "burst runs are up (started afresh before each burst, not timed). "
         "A burst creates the runs while the pool is paused, then opens it. "
         f"{r['reps']} bursts of each method and size, interleaved. Wall time: from opening the pool to the end "
         f"of the burst's last run (— when some run had not ended {r.get('timeout', BURST_TIMEOUT):.0f} s after "
