@@ -127,9 +127,9 @@ def start_worker(host: str, method: str, api_url: str) -> None:
                   f"{python} -m prefect worker start --pool {pool_name(method)} --name {host}-{unit} --limit {LIMIT}")
 
 
-def stop_workers(hosts: list[str]) -> None:
+def stop_workers(hosts: list[str], methods: list[str] = METHODS) -> None:
+    units = " ".join(unit_name(m) for m in methods)
     for host in hosts:
-        units = " ".join(unit_name(m) for m in METHODS)
         host_sh(host, f"systemctl stop {units} 2>/dev/null; systemctl reset-failed {units} 2>/dev/null; true",
                 check=False)
 
@@ -177,10 +177,7 @@ def use_workers(api: Api, all_hosts: list[str], hosts: list[str], method: str) -
     """Only method's workers run while its bursts run, one on each of hosts: an idle worker polls
     every second, and each poll writes to the server's SQLite database (the pool's last poll), so
     the other methods' idle workers would compete with the burst for the one writer. Not timed."""
-    others = " ".join(unit_name(m) for m in METHODS if m != method)
-    for host in all_hosts:
-        host_sh(host, f"systemctl stop {others} 2>/dev/null; systemctl reset-failed {others} 2>/dev/null; true",
-                check=False)
+    stop_workers(all_hosts, [m for m in METHODS if m != method])
     since = time.time() - 1  # the containers share this machine's clock
     for host in hosts:
         start_worker(host, method, api.url)
