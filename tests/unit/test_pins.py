@@ -2,9 +2,15 @@
 
 import importlib.metadata
 import re
+import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts/lib"))
+
+import prefect_versions  # noqa: E402
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -16,12 +22,22 @@ def pins(path: Path) -> dict[str, str]:
     return found
 
 
-def test_requirements_follow_the_prefect_constraints():
+def test_the_default_prefect_is_3_9_1_and_3_8_8_stays_supported():
+    assert prefect_versions.default() == "3.9.1"
+    assert prefect_versions.supported() == ["3.9.1", "3.8.8"]
+
+
+def test_requirements_follow_the_default_prefects_constraints():
     lock = pins(REPO / "requirements.txt")
-    constraints = pins(REPO / "constraints/prefect-3.8.8.txt")
-    assert constraints["prefect"] == "3.8.8"
+    constraints = pins(prefect_versions.constraints(prefect_versions.default()))
+    assert constraints["prefect"] == lock["prefect"] == prefect_versions.default()
     differing = {k: (v, lock.get(k)) for k, v in constraints.items() if k in lock and lock[k] != v}
     assert differing == {}
+
+
+@pytest.mark.parametrize("version", prefect_versions.supported())
+def test_each_constraints_file_pins_its_prefect(version):
+    assert pins(prefect_versions.constraints(version))["prefect"] == version
 
 
 def test_control_node_uses_ansible_core_2_19():
