@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts/lib"))
 
+import prefect_versions  # noqa: E402
 import reliability  # noqa: E402
 
 
@@ -38,8 +39,45 @@ class PrefectServer:
             return json.loads(resp.read())
 
 
-def start_prefect_server(home: Path, host: str = "127.0.0.1", timeout: float = 90.0) -> tuple[subprocess.Popen, PrefectServer]:
-    """Start the pinned Prefect server (SQLite in a temp PREFECT_HOME) and wait for /api/health."""
+@dataclass(frozen=True)
+class PrefectInstall:
+    """One supported Prefect release on the control node: .venv for the default, the venv
+    scripts/bootstrap made for each other one (scripts/lib/prefect_versions.py)."""
+    version: str
+    bin: Path
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    @property
+    def prefect(self) -> Path:
+        return self.bin / "prefect"
+
+    def run_python(self, code: str, **kwargs) -> str:
+        """Run CODE with this release's Python (isolated from this process's imports); its stdout."""
+        result = subprocess.run([str(self.python), "-c", code], capture_output=True, text=True, timeout=300,
+                                **kwargs)
+        assert result.returncode == 0, result.stderr[-4000:]
+        return result.stdout
+
+
+DEFAULT_PREFECT = PrefectInstall(prefect_versions.default(), prefect_versions.bin_dir(prefect_versions.default()))
+
+
+@pytest.fixture(scope="session", params=prefect_versions.supported(), ids=lambda v: f"prefect-{v}")
+def prefect_install(request: pytest.FixtureRequest) -> PrefectInstall:
+    """Each supported Prefect release in turn: a test that takes this fixture checks its fact
+    on every version the kit supports."""
+    install = PrefectInstall(request.param, prefect_versions.bin_dir(request.param))
+    installed = install.run_python("import importlib.metadata as m; print(m.version('prefect'))").strip()
+    assert installed == install.version, f"{install.bin}: prefect {installed}; run scripts/bootstrap"
+    return install
+
+
+def start_prefect_server(home: Path, host: str = "127.0.0.1", timeout: float = 90.0,
+                         install: PrefectInstall = DEFAULT_PREFECT) -> tuple[subprocess.Popen, PrefectServer]:
+    """Start a pinned Prefect server (SQLite in a temp PREFECT_HOME) and wait for /api/health."""
     port = free_port(host)
     log = home / "server.log"
     env = {
@@ -49,10 +87,9 @@ def start_prefect_server(home: Path, host: str = "127.0.0.1", timeout: float = 9
         "PREFECT_SERVER_UI_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    prefect = Path(sys.executable).with_name("prefect")
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(prefect), "server", "start", "--host", host, "--port", str(port), "--no-services"],
+            [str(install.prefect), "server", "start", "--host", host, "--port", str(port), "--no-services"],
             stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
     server = PrefectServer(url=f"http://{host}:{port}/api", home=home, log=log)
@@ -70,10 +107,8 @@ def start_prefect_server(home: Path, host: str = "127.0.0.1", timeout: float = 9
     raise RuntimeError(f"prefect server did not answer /api/health in {timeout}s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
-    home = tmp_path_factory.mktemp("prefect-home")
-    proc, server = start_prefect_server(home)
+def serve(home: Path, install: PrefectInstall) -> Iterator[PrefectServer]:
+    proc, server = start_prefect_server(home, install=install)
     try:
         yield server
     finally:
@@ -82,6 +117,23 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A server of the default Prefect release."""
+    yield from serve(tmp_path_factory.mktemp("prefect-home"), DEFAULT_PREFECT)
+
+
+@pytest.fixture(scope="session")
+def versioned_prefect_server(prefect_install: PrefectInstall, request: pytest.FixtureRequest,
+                             tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """A server of each supported release in turn (with prefect_install): for Prefect facts.
+    The default release's is the prefect_server of the other tests."""
+    if prefect_install == DEFAULT_PREFECT:
+        yield request.getfixturevalue("prefect_server")
+    else:
+        yield from serve(tmp_path_factory.mktemp(f"prefect-home-{prefect_install.version}"), prefect_install)
 
 
 # Fault, bad-input and security cases (@pytest.mark.reliability) are recorded with their

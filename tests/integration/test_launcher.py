@@ -1,11 +1,11 @@
 """The warm launcher (prefect-launcher + prefect-launch), end to end on this machine.
 
-A real Prefect server (the `prefect_server` fixture), a real `prefect worker start --type
-process` polling every second, and the launcher serving an environment directory laid out
-as prefect_venv lays it out (<env>/<generation>/, <env>/current -> <generation>). The two
-generations here are small venvs of this machine's Python that see the test venv's
-site-packages (prefect 3.8.8) through a .pth file, so switching `current` is a real
-generation change. The deployments' `command` is the client, exactly as the kit's pools
+For each supported Prefect release (3.9.1 and 3.8.8): a real Prefect server of that release
+(the `versioned_prefect_server` fixture), a real `prefect worker start --type process`
+polling every second, and the launcher serving an environment directory laid out as
+prefect_venv lays it out (<env>/<generation>/, <env>/current -> <generation>). The two
+generations here are small venvs of this machine's Python that see that release's
+site-packages through a .pth file, so switching `current` is a real generation change. The deployments' `command` is the client, exactly as the kit's pools
 set it: `prefect-launch --socket SOCKET <env>/current/bin/python -m prefect.engine`.
 """
 
@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import sysconfig
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,15 +38,14 @@ FILES = REPO / "roles" / "prefect_worker" / "files"
 LAUNCHER = FILES / "prefect-launcher"
 CLIENT = FILES / "prefect-launch"
 FLOWS = Path(__file__).resolve().parent / "launcher_flows"
-VENV_BIN = Path(sys.executable).parent
 HELLO = re.compile(r"launched-hello mark=(\S*) pid=(\d+) parent=(\d+) grandparent=(\d+) cwd=(\S+) python=(\S+) "
                    r"env=(\S*) prefix=(\S+) path0=(\S+)")
 
 
-def make_generation(path: Path) -> Path:
+def make_generation(path: Path, purelib: str) -> Path:
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(path)], check=True)
     site = next(path.glob("lib/python3*/site-packages"))
-    (site / "kit-test.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "kit-test.pth").write_text(purelib + "\n")
     return path
 
 
@@ -150,12 +148,14 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-def bench(prefect_server, tmp_path_factory) -> Iterator[Bench]:
+def bench(prefect_install, versioned_prefect_server, tmp_path_factory) -> Iterator[Bench]:
+    prefect_server = versioned_prefect_server
     tmp = tmp_path_factory.mktemp("launcher")
     env_dir = tmp / "envs" / "flows"
     env_dir.mkdir(parents=True)
+    purelib = prefect_install.run_python("import sysconfig; print(sysconfig.get_paths()['purelib'])").strip()
     for name in ("g1", "g2"):
-        make_generation(env_dir / name)
+        make_generation(env_dir / name, purelib)
     (env_dir / "current").symlink_to("g1")
     (tmp / "home").mkdir()
     launcher = Launcher(env_dir, tmp / "launchers" / "flows.sock", tmp / "launcher.log", tmp / "home")
@@ -168,7 +168,7 @@ def bench(prefect_server, tmp_path_factory) -> Iterator[Bench]:
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
            "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false", "LAUNCHER_TEST_MARK": "from-the-worker"}
     with worker_log.open("w") as out:
-        worker = subprocess.Popen([str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+        worker = subprocess.Popen([str(prefect_install.prefect), "worker", "start", "--pool", pool, "--type", "process",
                                    "--limit", "40"], stdout=out, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True)
     try:
@@ -341,9 +341,9 @@ def test_with_the_launcher_down_runs_fall_back_and_complete(running: Bench):
 
 
 def test_a_deployments_env_cannot_override_a_setting_the_worker_has(running: Bench):
-    """Prefect 3.8.8 fact the kit documents (prefect_work_pool README): with a `command`, the
-    process worker puts the Prefect settings of its own environment over a deployment's
-    `env` job variable. A run given another PREFECT_API_URL that way still reaches the
+    """Prefect fact the kit documents (prefect_work_pool README), on 3.8.8 and 3.9.1: with a
+    `command`, the process worker puts the Prefect settings of its own environment over a
+    deployment's `env` job variable. A run given another PREFECT_API_URL that way still reaches the
     worker's API and completes; a variable that is not a setting of the worker passes."""
     template = running.api(f"/deployments/{running.deployments['hello']}")
     flow_id = running.api("/flows/", {"name": "launched-hello"})["id"]
@@ -426,7 +426,7 @@ def test_runs_verify_a_tls_api_with_one_shared_context(running: Bench, tmp_path:
     reach the API and does not run (verification as strict as without the launcher).
 
     The client is run here as a worker runs it, with the environment chosen by the test: a
-    Prefect 3.8 process worker with a `command` puts its own settings over a deployment's
+    Prefect 3.8/3.9 process worker with a `command` puts its own settings over a deployment's
     `env` job variable, so a job variable cannot point a run at another API URL."""
     front = TlsFront(running.api.url, tmp_path)
     other_ca, _ = self_signed(tmp_path, "other")
@@ -477,3 +477,24 @@ def test_the_launcher_refuses_to_start_when_an_import_starts_a_thread(bench: Ben
     assert proc.wait(timeout=60) == 78  # EX_CONFIG: the unit does not restart on it
     assert "refusing to start" in other.log.read_text()
     assert not other.socket.exists()
+
+
+def test_the_launcher_refuses_a_prefect_release_outside_the_supported_lines(bench: Bench, tmp_path: Path):
+    """On a Prefect it is not proven on (here the installed one, calling itself 3.10.0) the
+    launcher does not start (exit 78, not restarted) and says so in one line; clients fall
+    back to running the engine themselves."""
+    probe = tmp_path / "launcher_probe.py"
+    probe.write_text(
+        "import runpy, sys\n"
+        "import prefect\n"
+        "prefect.__version__ = '3.10.0'\n"
+        f"sys.argv = [{str(LAUNCHER)!r}] + sys.argv[1:]\n"
+        f"runpy.run_path({str(LAUNCHER)!r}, run_name='__main__')\n")
+    python = bench.launcher.env_dir / "g1/bin/python"  # the generation itself: no re-exec without the probe
+    result = subprocess.run([str(python), str(probe), "--env-dir", str(bench.launcher.env_dir),
+                             "--socket", str(tmp_path / "probe.sock")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 78, result.stderr
+    refused = [line for line in result.stderr.splitlines() if "refusing" in line]
+    assert len(refused) == 1 and refused[0].endswith(
+        "refusing to start: Prefect 3.10.0 is not supported by this launcher (it supports Prefect 3.8.x, 3.9.x); "
+        "runs start without it"), result.stderr

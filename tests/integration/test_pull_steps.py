@@ -41,7 +41,6 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "flows"
 CHECKOUT_BIN = REPO / "roles" / "prefect_git_mirror" / "files"
-VENV_BIN = Path(sys.executable).parent
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 # The kit's pull steps, exactly as design.md, the role READMEs and examples/flows show them.
@@ -128,7 +127,7 @@ class Fleet:
             time.sleep(0.5)
 
 
-def deploy_file(pool: str) -> dict:
+def deploy_file(pool: str, python: Path) -> dict:
     """The example's prefect.yaml for this machine, plus a deployment using {{ flow_run.id }}."""
     config = yaml.safe_load((EXAMPLE / "prefect.yaml").read_text())
     assert config["pull"] == KIT_PULL, "examples/flows/prefect.yaml must use the kit's pull steps"
@@ -139,7 +138,7 @@ def deploy_file(pool: str) -> dict:
         # The command is the pool's (the kit's base job template): the example sets none.
         assert variables == {"env": {"PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}}
         spec["work_pool"]["name"] = pool
-        variables["command"] = f"{sys.executable} -m prefect.engine"
+        variables["command"] = f"{python} -m prefect.engine"
         deployments.append(spec)
     hello = next(spec for spec in deployments if spec["name"] == "hello")
     bad = copy.deepcopy(hello)
@@ -156,7 +155,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def fleet(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet(prefect_install, versioned_prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Server, worker, deploying client and flow runs all of one supported Prefect release."""
+    prefect_server, venv_bin = versioned_prefect_server, prefect_install.bin
     tmp = tmp_path_factory.mktemp("pull-steps")
     api = Api(prefect_server.url)
 
@@ -178,11 +179,11 @@ def fleet(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         source = tmp / "deploy-src"
         shutil.copytree(origin.work, source, ignore=shutil.ignore_patterns(".git"))
         prefect_file = tmp / "prefect.yaml"
-        prefect_file.write_text(yaml.safe_dump(deploy_file(pool), sort_keys=False))
+        prefect_file.write_text(yaml.safe_dump(deploy_file(pool, prefect_install.python), sort_keys=False))
         client_env = {k: v for k, v in base_env().items() if not k.startswith("PREFECT")}
         client_env.update(PREFECT_API_URL=prefect_server.url, PREFECT_HOME=str(tmp / "client-home"))
         deployed = subprocess.run(
-            [str(VENV_BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
+            [str(venv_bin / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
             cwd=source, env=client_env, capture_output=True, text=True, timeout=120,
         )
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
@@ -195,7 +196,7 @@ def fleet(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         worker_log = tmp / "worker.log"
         worker_env = {k: v for k, v in base_env().items() if not k.startswith("PREFECT")}
         worker_env.update(
-            PATH=f"{CHECKOUT_BIN}:{VENV_BIN}:{worker_env.get('PATH', '/usr/bin:/bin')}",
+            PATH=f"{CHECKOUT_BIN}:{venv_bin}:{worker_env.get('PATH', '/usr/bin:/bin')}",
             PREFECT_API_URL=prefect_server.url,
             PREFECT_HOME=str(tmp / "worker-home"),
             PREFECT_WORKER_QUERY_SECONDS="1",
@@ -207,7 +208,7 @@ def fleet(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         )
         with worker_log.open("w") as out:
             worker = subprocess.Popen(
-                [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
+                [str(venv_bin / "prefect"), "worker", "start", "--pool", pool, "--type", "process",
                  "--name", f"{pool}-worker"],
                 cwd=tmp, env=worker_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
@@ -220,8 +221,20 @@ def fleet(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         daemon.stop()
 
 
-def test_pull_step_placeholders_as_the_pinned_prefect_templates_them(monkeypatch):
-    """The templating the two placeholders go through on 3.8.8, in the pinned code.
+TEMPLATING = """
+import json, os, sys
+from prefect.utilities.templating import apply_values
+inputs = {"script": "prefect-checkout --run-id {{ flow_run.id }} --run-id {{ $PREFECT__FLOW_RUN_ID }}"}
+os.environ.pop("PREFECT__FLOW_RUN_ID", None)
+deploy_unset = apply_values(inputs, {}, remove_notset=False)
+os.environ["PREFECT__FLOW_RUN_ID"] = sys.argv[1]
+print(json.dumps({"deploy_unset": deploy_unset, "deploy_set": apply_values(inputs, {}, remove_notset=False),
+                  "run": apply_values(apply_values(inputs, {}), os.environ)}))
+"""
+
+
+def test_pull_step_placeholders_as_the_pinned_prefect_templates_them(prefect_install):
+    """The templating the two placeholders go through, in each supported release's code.
 
     Run time: run_step (prefect/deployments/steps/core.py) applies
     apply_values(inputs, upstream_outputs) and then apply_values(inputs, os.environ).
@@ -236,17 +249,15 @@ def test_pull_step_placeholders_as_the_pinned_prefect_templates_them(monkeypatch
     process's environment whatever the values, so deploying with PREFECT__FLOW_RUN_ID
     set (from inside a flow run) would bake that one id into the deployment.
     """
-    from prefect.utilities.templating import apply_values
-
-    inputs = {"script": "prefect-checkout --run-id {{ flow_run.id }} --run-id {{ $PREFECT__FLOW_RUN_ID }}"}
     run_id = str(uuid.uuid4())
-
-    monkeypatch.delenv("PREFECT__FLOW_RUN_ID", raising=False)
-    assert apply_values(inputs, {}, remove_notset=False) == inputs  # deploy time: kept
-    monkeypatch.setenv("PREFECT__FLOW_RUN_ID", run_id)
-    assert apply_values(inputs, {}, remove_notset=False) == {  # deploy time, env var set: baked in
+    env = {k: v for k, v in base_env().items() if not k.startswith("PREFECT")}
+    result = json.loads(subprocess.run([str(prefect_install.python), "-c", TEMPLATING, run_id], env=env,
+                                       capture_output=True, text=True, check=True, timeout=120).stdout)
+    inputs = {"script": "prefect-checkout --run-id {{ flow_run.id }} --run-id {{ $PREFECT__FLOW_RUN_ID }}"}
+    assert result["deploy_unset"] == inputs  # deploy time: kept
+    assert result["deploy_set"] == {  # deploy time, env var set: baked in
         "script": f"prefect-checkout --run-id {{{{ flow_run.id }}}} --run-id {run_id}"}
-    assert apply_values(apply_values(inputs, {}), os.environ) == {  # run time
+    assert result["run"] == {  # run time
         "script": f"prefect-checkout --run-id  --run-id {run_id}"}
 
 
@@ -274,7 +285,7 @@ def test_kit_pull_steps_give_the_run_its_own_checkout(fleet: Fleet):
 def test_flow_run_id_placeholder_is_emptied_and_the_checkout_fails(fleet: Fleet):
     """A pull step written with {{ flow_run.id }} instead of {{ $PREFECT__FLOW_RUN_ID }}.
 
-    On Prefect 3.8.8 `prefect deploy` stores it as written, and at run time the
+    On Prefect 3.8.8 and 3.9.1 `prefect deploy` stores it as written, and at run time the
     flow-run process templates the step with only the earlier steps' outputs, where
     there is no `flow_run`: the placeholder is silently replaced by an empty string
     (prefect/utilities/templating/__init__.py, apply_values, remove_notset). The script
@@ -284,7 +295,7 @@ def test_flow_run_id_placeholder_is_emptied_and_the_checkout_fails(fleet: Fleet)
     is made. If a Prefect upgrade starts to know {{ flow_run.id }} in pull steps, this
     test fails and design.md and the READMEs must be updated.
 
-    Also seen on 3.8.8: for a CRASHED run the process worker itself loads the flow to
+    Also seen on 3.8.8 and 3.9.1: for a CRASHED run the process worker itself loads the flow to
     run its on_crashed hooks (prefect/workers/process.py: resolve_flow=
     load_flow_from_flow_run), which runs the deployment's pull steps again inside the
     worker process (asserted below through the worker's warning). The worker has no

@@ -1,9 +1,8 @@
-"""What `prefect flow serve` records about where a served flow's code is, on the pinned
+"""What `prefect flow serve` records about where a served flow's code is, on each supported
 Prefect: the kit's served-flow units depend on it (roles/prefect_worker/README.md)."""
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -17,16 +16,16 @@ SERVE = textwrap.dedent("""
 """)
 
 
-def apply_from(directory, server):
+def apply_from(directory, server, python):
     (directory / "flow.py").write_text("from prefect import flow\n\n\n@flow\ndef hello():\n    return 1\n")
     env = {**os.environ, "PREFECT_API_URL": server.url, "PREFECT_HOME": str(directory / ".prefect")}
-    result = subprocess.run([sys.executable, "-c", SERVE], cwd=directory, env=env, capture_output=True, text=True,
+    result = subprocess.run([str(python), "-c", SERVE], cwd=directory, env=env, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return server.get("/deployments/name/hello/served")["path"]
 
 
-def test_serving_again_from_elsewhere_keeps_the_first_path(prefect_server, tmp_path):
+def test_serving_again_from_elsewhere_keeps_the_first_path(prefect_install, versioned_prefect_server, tmp_path):
     """The first serve records its working directory as the deployment's path; serving
     the same deployment again from another directory updates the deployment but not its
     path (RunnerDeployment._update leaves the private _path out). So a served flow must
@@ -35,5 +34,5 @@ def test_serving_again_from_elsewhere_keeps_the_first_path(prefect_server, tmp_p
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
     second.mkdir()
-    assert apply_from(first, prefect_server) == str(first)
-    assert apply_from(second, prefect_server) == str(first)
+    assert apply_from(first, versioned_prefect_server, prefect_install.python) == str(first)
+    assert apply_from(second, versioned_prefect_server, prefect_install.python) == str(first)
