@@ -6,10 +6,15 @@ from pathlib import Path
 import pytest
 
 ENVS = "/srv/prefect/envs"
+REPO = Path(__file__).resolve().parents[3]
 
 
 def manifest(host, env):
     return json.loads(host.file(f"{ENVS}/{env}/current/prefect-fleet.json").content_string)
+
+
+# flows names no Prefect: it gets prefect_venv_prefect_version; legacy names 3.8.8.
+VERSIONS = {"flows": "3.9.1", "legacy": "3.8.8"}
 
 
 @pytest.mark.parametrize("env,installer", [("flows", "uv"), ("legacy", "pip")])
@@ -21,7 +26,7 @@ def test_current_points_at_a_complete_generation(host, env, installer):
     assert data["generation"] == generation
     assert data["installer"] == installer
     assert data["offline"] is True
-    assert data["prefect_version"] == "3.8.8"
+    assert data["prefect_version"] == VERSIONS[env]
     assert data["python_version"] == host.run("python3 -c 'import platform; print(platform.python_version())'").stdout.strip()
 
 
@@ -34,8 +39,19 @@ def test_the_prefect_user_imports_prefect_from_current(host, env):
     )
     assert result.rc == 0, result.stderr
     version, path = result.stdout.split()
-    assert version == "3.8.8"
+    assert version == VERSIONS[env]
     assert path.startswith(f"{ENVS}/{env}/")
+
+
+@pytest.mark.parametrize("env", ["flows", "legacy"])
+def test_each_environment_has_the_kits_lock_of_its_prefect(host, env):
+    """No constraints_file given: the build used constraints/prefect-VERSION.txt as it is."""
+    lock = (REPO / f"constraints/prefect-{VERSIONS[env]}.txt").read_text().splitlines()
+    used = host.file(f"{ENVS}/{env}/current/constraints.txt").content_string.splitlines()
+    assert [line for line in lock if line and not line.startswith("#")] == \
+        [line for line in used if line and not line.startswith("#")]
+    fastapi = host.run("%s/%s/current/bin/python -c 'import fastapi; print(fastapi.__version__)'", ENVS, env)
+    assert f"fastapi=={fastapi.stdout.strip()}" in lock
 
 
 def test_ownership_and_modes(host):

@@ -29,8 +29,6 @@ def play(envs: str) -> str:
 def tiny(extra: str = "", requirements: str = "[]", state: str = "present") -> str:
     return f"""
       - name: tiny
-        prefect_version: "3.8.8"
-        constraints_file: "{{{{ __repo }}}}/constraints/prefect-3.8.8.txt"
         requirements: {requirements}
         state: {state}
         {extra}

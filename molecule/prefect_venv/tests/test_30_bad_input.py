@@ -12,7 +12,10 @@ CASES = {
     "relative requirements file": ("[{name: c, requirements_file: reqs.txt}]", "requirements_file"),
     "name with a slash": ("[{name: 'x/y', prefect_version: '3.8.8'}]", "invalid: ['x/y']"),
     "name with ..": ("[{name: '..', prefect_version: '3.8.8'}]", "invalid: ['..']"),
-    "no requirements": ("[{name: d}]", "item 'd'"),
+    "prefect version that is no release": ("[{name: d, prefect_version: '3.9.1; rm -rf /'}]",
+                                           "prefect_version must be a release number"),
+    "prefect version the kit has no lock of": ("[{name: f, prefect_version: '3.7.0'}]",
+                                               "the kit has no lock of Prefect 3.7.0 (it has 3.8.8, 3.9.1)"),
     "bad python": ("[{name: e, prefect_version: '3.8.8', python: python3}]", "python must be an absolute path"),
 }
 
