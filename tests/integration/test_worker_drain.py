@@ -1,6 +1,6 @@
-"""prefect-worker-run, the drain switch of the kit's workers, on the installed Prefect.
+"""prefect-worker-run, the drain switch of the kit's workers, on each supported Prefect.
 
-A real server (the `prefect_server` fixture) and a real process worker started as
+A real server of that release (the `versioned_prefect_server` fixture) and a real process worker started as
 prefect-worker@.service starts it: `python -I prefect-worker-run --drain-file FILE --
 worker start ...`. While FILE exists the worker takes no new runs but stays ONLINE and
 healthy, and a run it already has goes on to COMPLETED; when FILE goes, it takes runs again.
@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 
 RUN = REPO / "roles" / "prefect_worker" / "files" / "prefect-worker-run"
 FLOWS = Path(__file__).resolve().parent / "launcher_flows"
-PYTHON = Path(sys.executable).parent / "python"
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -74,7 +73,8 @@ class Drained:
 
 
 @pytest.fixture(scope="module")
-def worker(prefect_server, tmp_path_factory) -> Iterator[Drained]:
+def worker(prefect_install, versioned_prefect_server, tmp_path_factory) -> Iterator[Drained]:
+    prefect_server = versioned_prefect_server
     tmp = tmp_path_factory.mktemp("drain")
     api = PrefectRest(prefect_server.url, timeout=30)
     pool = f"drain-{uuid.uuid4().hex[:6]}"
@@ -87,13 +87,13 @@ def worker(prefect_server, tmp_path_factory) -> Iterator[Drained]:
         deployments[name] = api("/deployments/", {
             "name": f"drain-{name}", "flow_id": flow_id, "work_pool_name": pool, "entrypoint": f"launched.py:{name}",
             "pull_steps": [{"prefect.deployments.steps.set_working_directory": {"directory": str(FLOWS)}}],
-            "job_variables": {"command": f"{PYTHON} -m prefect.engine"},
+            "job_variables": {"command": f"{prefect_install.python} -m prefect.engine"},
         })["id"]
     env = {**os.environ, "PREFECT_API_URL": prefect_server.url, "PREFECT_HOME": str(tmp),
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_WEBSERVER_PORT": str(port),
            "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false"}
     with log.open("w") as out:
-        proc = subprocess.Popen([str(PYTHON), "-I", str(RUN), "--drain-file", str(drain), "--", "worker", "start",
+        proc = subprocess.Popen([str(prefect_install.python), "-I", str(RUN), "--drain-file", str(drain), "--", "worker", "start",
                                  "--pool", pool, "--name", "drain-test", "--type", "process", "--limit", "4",
                                  "--with-healthcheck", "--no-create-pool-if-not-found"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -133,7 +133,7 @@ def test_sigusr1_stops_taking_runs_for_good(worker: Drained):
     worker.takes_no_run("stopping")
 
 
-def test_a_prefect_without_the_polling_method_refuses_to_start(tmp_path):
+def test_a_prefect_without_the_polling_method_refuses_to_start(prefect_install, tmp_path):
     """If a Prefect release renames the method the switch wraps, the worker does not start
     (exit 78) rather than run with a drain switch that does nothing."""
     shim = tmp_path / "sitecustomize_shim"
@@ -144,7 +144,25 @@ def test_a_prefect_without_the_polling_method_refuses_to_start(tmp_path):
         "del BaseWorker.get_and_submit_flow_runs\n"
         f"sys.argv = [{str(RUN)!r}, '--drain-file', '/nonexistent', '--', 'version']\n"
         f"runpy.run_path({str(RUN)!r}, run_name='__main__')\n")
-    result = subprocess.run([str(PYTHON), str(shim / "prefect_worker_run_probe.py")], capture_output=True, text=True,
+    result = subprocess.run([str(prefect_install.python), str(shim / "prefect_worker_run_probe.py")], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 78, result.stderr
     assert "refusing to start" in result.stderr
+
+
+def test_a_prefect_release_outside_the_supported_lines_refuses_to_start(prefect_install, tmp_path):
+    """A Prefect the wrapper is not proven on (here the installed one, calling itself 3.10.0):
+    one line that names the version, and exit 78, which prefect-worker@.service does not
+    restart (RestartPreventExitStatus=78)."""
+    probe = tmp_path / "prefect_worker_run_probe.py"
+    probe.write_text(
+        "import runpy, sys\n"
+        "import prefect\n"
+        "prefect.__version__ = '3.10.0'\n"
+        f"sys.argv = [{str(RUN)!r}, '--drain-file', '/nonexistent', '--', 'version']\n"
+        f"runpy.run_path({str(RUN)!r}, run_name='__main__')\n")
+    result = subprocess.run([str(prefect_install.python), str(probe)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 78, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "prefect-worker-run: refusing to start: Prefect 3.10.0 is not supported by the drain wrapper "
+        "(it supports Prefect 3.8.x, 3.9.x)"]

@@ -67,11 +67,17 @@ S = "    prefect_worker_served_flows: [{name: s, healthcheck_port: 8091, %s}]"
         (f"[{A}]", "    prefect_worker_launchers: [{env: 'bad env'}]", "invalid: ['bad env']", "launchers"),
         (f"[{A}]", "    prefect_worker_launchers: [{env: flows, preload: ['pandas; rm -rf /']}]",
          "invalid: ['pandas; rm -rf /']", "launchers"),
+        (f"[{A}]", "    prefect_venv_envs: [{name: flows, prefect_version: '3.7.0'}]",
+         "its environment 'flows' has Prefect 3.7.0", "instances"),
+        (f"[{A}]", "    prefect_venv_envs: [{name: flows}, {name: next, prefect_version: '3.10.0'}]\n"
+                   "    prefect_worker_launchers: [{env: next}]",
+         "prefect_worker_launchers item 'next': its environment 'next' has Prefect 3.10.0", "launchers"),
     ],
     ids=["duplicate names", "duplicate ports", "pool with a space", "env not in prefect_venv_envs",
          "env not built", "limit 0", "served port taken by a worker", "served repo and path",
          "served entrypoint without function", "served repo not mirrored", "served relative path", "served limit 0",
-         "launcher env with a space", "launcher preload not a module"],
+         "launcher env with a space", "launcher preload not a module", "worker env on an unsupported Prefect",
+         "launcher env on an unsupported Prefect"],
 )
 def test_bad_input(host, run_playbook, host_state, instances, extra, message, variable):
     # Running workers write under /srv/prefect (home, runs): compare what the role writes.
