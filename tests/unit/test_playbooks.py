@@ -205,8 +205,8 @@ def test_example_values_render_without_a_vault_password(tmp_path):
             "dest": f"{tmp_path}/{{{{ inventory_hostname }}}}.json", "mode": "0600",
             "content": "{{ {'worker_key': prefect_worker_api_key, 'pool_key': prefect_work_pool_api_key,"
                        " 'pool_url': prefect_work_pool_api_url, 'worker_url': prefect_worker_api_url,"
-                       " 'constraints': prefect_venv_envs | selectattr('constraints_file', 'defined')"
-                       " | map(attribute='constraints_file') | list} | to_json }}"}}]}]))
+                       " 'versions': prefect_venv_envs"
+                       " | map(attribute='prefect_version', default=prefect_venv_prefect_version) | list} | to_json }}"}}]}]))
     result = ansible("ansible-playbook", "-i", "inventories/example", str(probe))
     assert result.returncode == 0, result.stdout + result.stderr
     vault = yaml.safe_load(VAULT.read_text())
@@ -214,7 +214,8 @@ def test_example_values_render_without_a_vault_password(tmp_path):
         values = json.loads((tmp_path / f"{host}.json").read_text())
         assert values["worker_key"] == values["pool_key"] == vault["vault_prefect_api_key"]
         assert values["pool_url"] == values["worker_url"] and values["worker_url"].startswith("https://")
-        assert values["constraints"] and all(Path(c).is_file() for c in values["constraints"])
+        # Every env is on a release the kit has a lock of (prefect_venv uses it as the constraints).
+        assert values["versions"] and all((REPO / f"constraints/prefect-{v}.txt").is_file() for v in values["versions"])
 
 
 def test_example_vault_is_a_marked_example_without_real_secrets():
