@@ -63,9 +63,9 @@ def fails(output: str) -> list[str]:
 def test_verify_passes_on_the_healthy_fleet(run_playbook):
     result = run_playbook(REPO / "playbooks/verify.yml")
     assert result.rc == 0 and not fails(result.output), result.output
-    # Per host: 2 workers online, 3 health endpoints (2 workers, 1 served flow), 1 launcher,
+    # Per host: 2 workers online, 4 health endpoints (2 workers, 2 served flows), 1 launcher,
     # 1 mirror, 1 env, disk free.
-    assert f"All {len(HOSTS) * 9} checks passed." in result.output, result.output
+    assert f"All {len(HOSTS) * 10} checks passed." in result.output, result.output
     served = {row[0].split()[-1] for row in table(result.output) if row[1] == "served hello health" and row[2] == "ok"}
     assert served == set(HOSTS), result.output
 
@@ -237,10 +237,11 @@ def test_cleanup_playbook_removes_the_burst_run_directories(hosts, run_playbook)
     burst_dirs = {f"/srv/prefect/runs/{r['id']}/flows" for r in burst()["runs"]}
     for name, h in hosts.items():
         # The cleanup pruned the worktrees' metadata: left are the bare mirror itself and
-        # the served flow's checkout, which its running unit uses.
+        # the served flows' checkouts, which their running units use.
         listed = h.check_output("git -c safe.directory=* -C /srv/prefect/mirrors/flows.git worktree list --porcelain")
         worktrees = {line.split(" ", 1)[1] for line in listed.splitlines() if line.startswith("worktree ")}
-        assert worktrees == {"/srv/prefect/mirrors/flows.git", "/srv/prefect/runs/serve-hello/flows"}, (name, listed)
+        assert worktrees == {"/srv/prefect/mirrors/flows.git", "/srv/prefect/runs/serve-hello/flows",
+                             "/srv/prefect/runs/serve-nap/flows"}, (name, listed)
         assert not worktrees & burst_dirs
 
 
