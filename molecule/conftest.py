@@ -190,7 +190,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
         write(f"{name}: {len(errors)} error lines in {path.relative_to(path.parents[2])}")
         for line in errors[-12:]:
             write(f"  {line[:300]}")
-    server_log = REPO / ".cache/test-server/server.log"
+    server_log = Path(os.environ.get("PREFECT_FLEET_SERVER_STATE") or REPO / ".cache/test-server") / "server.log"
     if server_log.is_file():
         text = server_log.read_text(errors="replace")
         (logs / f"server-{scenario}.log").write_text(text)

@@ -1,8 +1,8 @@
 """A small client of the test Prefect server for the Molecule scenarios' tests.
 
 Importable from every scenario's tests (molecule/ is on sys.path through
-molecule/conftest.py). The server is scripts/lib/test-server's; its URL is in
-.cache/test-server/url.
+molecule/conftest.py). The server is scripts/lib/test-server's, with its state in
+$PREFECT_FLEET_SERVER_STATE (each scenario's own, molecule/base.yml); its URL is in url there.
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ from prefect_rest import FINAL_STATES, PrefectRest  # noqa: E402,F401
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[1]))
 
 
+# The scenario's test server (molecule/base.yml); .cache/test-server outside Molecule.
+SERVER_STATE = Path(os.environ.get("PREFECT_FLEET_SERVER_STATE") or REPO / ".cache/test-server")
+
+
 def api_url() -> str:
-    return (REPO / ".cache/test-server/url").read_text().strip()
+    return (SERVER_STATE / "url").read_text().strip()
 
 
 def api(path: str, body: dict | list | None = None, method: str | None = None, idempotent: bool = True):

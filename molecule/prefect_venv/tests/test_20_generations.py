@@ -7,7 +7,7 @@ import pytest
 ENVS = "/srv/prefect/envs"
 REPO_VARS = """
     __repo: "{{ lookup('env', 'MOLECULE_PROJECT_DIRECTORY') }}"
-    prefect_venv_wheelhouse: "{{ __repo }}/.cache/wheelhouse/molecule"
+    prefect_venv_wheelhouse: "{{ __repo }}/.cache/wheelhouse/{{ lookup('env', 'PREFECT_FLEET_RELEASE') }}/molecule"
     prefect_venv_build_env: {UV_INDEX_URL: "http://127.0.0.1:9/simple", HTTPS_PROXY: "http://127.0.0.1:9"}
 """
 

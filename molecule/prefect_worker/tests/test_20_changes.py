@@ -4,7 +4,7 @@ import pytest
 
 BASE_VARS = """
     __repo: "{{ lookup('env', 'MOLECULE_PROJECT_DIRECTORY') }}"
-    prefect_worker_api_url: "{{ lookup('file', __repo ~ '/.cache/test-server/url') }}"
+    prefect_worker_api_url: "{{ lookup('file', lookup('env', 'PREFECT_FLEET_SERVER_STATE') ~ '/url') }}"
     prefect_worker_api_key: pnu_moleculeSecretKey0123456789
 """
 
