@@ -43,3 +43,30 @@ def test_test_script_lists_the_molecule_scenarios():
 def test_test_script_rejects_unknown_arguments():
     result = run("scripts/test", "--bogus")
     assert result.returncode == 2
+
+
+def test_wheelhouse_rejects_an_unknown_release(tmp_path):
+    result = run("scripts/wheelhouse", "--out", str(tmp_path / "w"), "--release", "buster")
+    assert result.returncode == 2
+    assert "bookworm or trixie" in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_roles_claim_only_the_debian_releases_the_suite_converges():
+    """meta/main.yml: a role lists the releases a scenario converges it on. The host roles
+    run in the default cell (Debian 13) and in compat (Debian 12); prefect_work_pool runs on
+    the control node (Debian 12 here)."""
+    import yaml
+
+    compat = (REPO / "molecule/compat/molecule.yml").read_text()
+    assert "prefect-fleet-host:bookworm" in compat
+    compat_roles = {role["role"] for name in ("compat", "prefect_worker")
+                    for play in yaml.safe_load((REPO / f"molecule/{name}/converge.yml").read_text())
+                    for role in play.get("roles", [])}
+    assert "prefect_worker" in compat_roles and "prefect_cleanup" in compat_roles
+    for meta in sorted(REPO.glob("roles/*/meta/main.yml")):
+        role = meta.parent.parent.name
+        platforms = yaml.safe_load(meta.read_text())["galaxy_info"]["platforms"]
+        want = ["bookworm"] if role == "prefect_work_pool" else \
+            ["bookworm", "trixie"] if role in compat_roles else ["trixie"]
+        assert platforms == [{"name": "Debian", "versions": want}], role

@@ -1,11 +1,16 @@
 """Workers on a converged host: running, ONLINE in the Prefect API, healthy, secret kept."""
 
+import os
 import re
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from prefect_api import api, wait_for_log, wait_for_state
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts/lib"))
+import prefect_versions  # noqa: E402
 
 KEY = "pnu_moleculeSecretKey0123456789"
 # prefect_worker_client_max_retries as the role's defaults give it (the scenario leaves it alone)
@@ -14,6 +19,20 @@ ROLE_DEFAULT_RETRIES = re.search(
     (Path(__file__).resolve().parents[3] / "roles/prefect_worker/defaults/main.yml").read_text(), re.MULTILINE,
 ).group(1)
 POOL = "molecule-pool"
+
+
+# The cell of the version matrix this scenario runs (scripts/test): prefect_worker runs the
+# default one, compat the other (its molecule.yml sets these).
+CELL_PREFECT = os.environ.get("PREFECT_FLEET_SERVER_PREFECT") or prefect_versions.default()
+CELL_DEBIAN = {"bookworm": "12", "trixie": "13"}[os.environ.get("PREFECT_FLEET_RELEASE", "trixie")]
+
+
+def test_the_host_server_and_venv_are_the_cells_releases(host):
+    assert host.file("/etc/debian_version").content_string.split(".")[0] == CELL_DEBIAN
+    assert api("/admin/version") == CELL_PREFECT
+    venv = host.check_output("/srv/prefect/envs/flows/current/bin/python -c %s",
+                             "import importlib.metadata as m; print(m.version('prefect'))")
+    assert venv == CELL_PREFECT
 
 
 @pytest.mark.parametrize("instance", ["a", "b"])
@@ -29,7 +48,7 @@ def test_health_endpoint_answers_on_its_own_port(host, instance, port):
 
 
 def test_workers_are_online_in_the_api(host):
-    name = host.check_output("hostname")
+    name = host.backend.name  # the inventory name: the role names workers <inventory host>-<instance>
     deadline = time.monotonic() + 60
     while True:
         workers = {w["name"]: w["status"] for w in api(f"/work_pools/{POOL}/workers/filter", {})}
@@ -106,7 +125,7 @@ def test_a_deployment_run_completes_in_its_own_worktree(host):
 
 
 # systemd-analyze security's exposure for prefect-worker@<name>.service, measured on
-# Debian 12 (systemd 252) and documented in roles/prefect_worker/README.md. The test
+# Debian 12 (systemd 252) and Debian 13 (257), documented in roles/prefect_worker/README.md. The test
 # fails if the unit gets less hardened.
 DOCUMENTED_EXPOSURE = 1.5
 
