@@ -29,6 +29,12 @@ def generation(host) -> str:
     return host.check_output(f"readlink {ENV_DIR}/current")
 
 
+def prefect_of(host, venv: str | None = None) -> str:
+    """The Prefect release of a venv generation (the current one by default)."""
+    python = f"{venv or ENV_DIR + '/current'}/bin/python"
+    return host.check_output("%s -c %s", python, "import importlib.metadata as m; print(m.version('prefect'))")
+
+
 def invocation(host, unit: str = "prefect-worker@a.service") -> str:
     return host.check_output(f"systemctl show -p InvocationID --value {unit}")
 
