@@ -22,6 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts/lib"))
 
+import prefect_api  # noqa: E402  (molecule/, this file's folder, is on sys.path)
 import reliability  # noqa: E402
 
 
@@ -190,7 +191,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int) -> None:
         write(f"{name}: {len(errors)} error lines in {path.relative_to(path.parents[2])}")
         for line in errors[-12:]:
             write(f"  {line[:300]}")
-    server_log = Path(os.environ.get("PREFECT_FLEET_SERVER_STATE") or REPO / ".cache/test-server") / "server.log"
+    server_log = prefect_api.SERVER_STATE / "server.log"
     if server_log.is_file():
         text = server_log.read_text(errors="replace")
         (logs / f"server-{scenario}.log").write_text(text)

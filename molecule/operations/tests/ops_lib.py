@@ -17,6 +17,7 @@ ENV_DIR = "/srv/prefect/envs/flows"
 sys.path.insert(0, str(REPO / "molecule"))
 sys.path.insert(0, str(REPO / "molecule/operations"))
 
+import prefect_versions  # noqa: E402
 from ops import queue  # noqa: E402,F401
 from prefect_api import FINAL_STATES, api, not_completed, runs, wait_final, wait_for_log, wait_running  # noqa: E402,F401
 
@@ -27,6 +28,10 @@ def hosts() -> dict:
 
 def generation(host) -> str:
     return host.check_output(f"readlink {ENV_DIR}/current")
+
+
+# The fleet's Prefect before the rolling upgrade (group_vars/prefect_workers) and after it.
+FIRST_PREFECT, UPGRADED_PREFECT = "3.8.8", prefect_versions.default()
 
 
 def prefect_of(host, venv: str | None = None) -> str:

@@ -6,18 +6,12 @@ of the new release."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 import uuid
 
-from ops_lib import (REPO, ENV_DIR, generation, hosts, invocation, not_completed, prefect_of, venv_of, queue,
-                     recall, remember, wait_final, wait_running)
-
-sys.path.insert(0, str(REPO / "scripts/lib"))
-import prefect_versions  # noqa: E402
-
-OLD, NEW = "3.8.8", prefect_versions.default()
+from ops_lib import (REPO, ENV_DIR, FIRST_PREFECT as OLD, UPGRADED_PREFECT as NEW, generation, hosts, invocation,
+                     not_completed, prefect_of, venv_of, queue, recall, remember, wait_final, wait_running)
 
 
 def test_rolling_upgrade_during_a_burst_completes_every_run(run_playbook):

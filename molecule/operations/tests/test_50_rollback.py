@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import uuid
 
-from ops_lib import ENV_DIR, REPO, generation, hosts, not_completed, prefect_of, venv_of, queue, recall, wait_final
+from ops_lib import (ENV_DIR, FIRST_PREFECT, REPO, generation, hosts, not_completed, prefect_of, venv_of, queue, recall,
+                     wait_final)
 
 ROLLBACK = REPO / "playbooks/rollback_venv.yml"
 
@@ -27,7 +28,7 @@ def test_rolling_back_a_venv_generation(run_playbook):
     result = run_playbook(ROLLBACK, extra_vars={"prefect_rollback_env": "flows"})
     assert result.rc == 0, result.output
     assert {name: generation(h) for name, h in fleet.items()} == first
-    assert {prefect_of(h) for h in fleet.values()} == {"3.8.8"}
+    assert {prefect_of(h) for h in fleet.values()} == {FIRST_PREFECT}
     ids = queue(4, 1, f"rollback-{uuid.uuid4().hex[:8]}")
     found = wait_final(ids)
     assert not not_completed(found), not_completed(found)

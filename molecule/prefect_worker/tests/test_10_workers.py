@@ -2,15 +2,12 @@
 
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
+import prefect_versions
 import pytest
 from prefect_api import api, wait_for_log, wait_for_state
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts/lib"))
-import prefect_versions  # noqa: E402
 
 KEY = "pnu_moleculeSecretKey0123456789"
 # prefect_worker_client_max_retries as the role's defaults give it (the scenario leaves it alone)
