@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -77,7 +78,9 @@ def prefect_install(request: pytest.FixtureRequest) -> PrefectInstall:
 
 def start_prefect_server(home: Path, host: str = "127.0.0.1", timeout: float = 90.0,
                          install: PrefectInstall = DEFAULT_PREFECT) -> tuple[subprocess.Popen, PrefectServer]:
-    """Start a pinned Prefect server (SQLite in a temp PREFECT_HOME) and wait for /api/health."""
+    """Start a pinned Prefect server (SQLite in a temp PREFECT_HOME) and wait for /api/health.
+    Its database is a copy of one migrated once per release, as the test servers' (--fresh)."""
+    shutil.copyfile(prefect_versions.migrated_database(install.version), home / "prefect.db")
     port = free_port(host)
     log = home / "server.log"
     env = {

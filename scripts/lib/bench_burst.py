@@ -41,6 +41,7 @@ from pathlib import Path
 
 from bench_report import machine_line
 from prefect_rest import PrefectRest as Api
+from role_defaults import role_default
 
 PREFIX = "prefect-fleet"
 METHODS = ("naive", "kit", "launcher")
@@ -88,16 +89,6 @@ kit=$({KIT_PYTHON} -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])
 echo "$kit" > "$site/prefect-fleet-bench.pth"
 chown prefect:prefect "$site/prefect-fleet-bench.pth"
 """)
-
-
-def role_default(name: str) -> str:
-    """A default of the prefect_worker role (roles/prefect_worker/defaults/main.yml), as the bench's
-    kit workers must run with what the role gives a host."""
-    defaults = Path(__file__).resolve().parents[2] / "roles/prefect_worker/defaults/main.yml"
-    match = re.search(rf"^{name}: *(\S+)$", defaults.read_text(), re.MULTILINE)
-    if match is None:
-        raise SystemExit(f"bench: {name} is not in {defaults}")
-    return match.group(1)
 
 
 def burst_timeout() -> float:

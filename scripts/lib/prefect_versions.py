@@ -13,11 +13,17 @@ version (scripts/lib/test-server --prefect VERSION).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TEMPLATES = REPO / ".cache/test-server-templates"
 
 
 def _key(version: str) -> tuple[int, ...]:
@@ -49,6 +55,31 @@ def bin_dir(version: str) -> Path:
     if version == default():
         return REPO / ".venv/bin"
     return REPO / ".cache/prefect-venvs" / version / "bin"
+
+
+def migrated_database(version: str) -> Path:
+    """An empty SQLite database migrated by this Prefect version, made once (under a lock: test
+    servers started side by side may ask for it at the same time). A server started on a copy
+    skips the ~10 s that migrating an empty database takes (scripts/lib/test-server --fresh,
+    the pytest servers of tests/conftest.py)."""
+    done = TEMPLATES / version / "prefect.db"
+    TEMPLATES.mkdir(parents=True, exist_ok=True)
+    with open(TEMPLATES / f"{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return done
+        work = Path(tempfile.mkdtemp(dir=TEMPLATES))
+        env = {**os.environ, "PREFECT_HOME": str(work), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        prefect = bin_dir(version) / "prefect"
+        out = subprocess.run([str(prefect), "server", "database", "upgrade", "-y"], env=env,
+                             capture_output=True, text=True)
+        if out.returncode != 0 or not (work / "prefect.db").exists():
+            shutil.rmtree(work, ignore_errors=True)
+            raise SystemExit(f"prefect_versions: migrating an empty database failed:\n{out.stdout[-2000:]}{out.stderr[-2000:]}")
+        done.parent.mkdir(exist_ok=True)
+        (work / "prefect.db").rename(done)
+        shutil.rmtree(work, ignore_errors=True)
+        return done
 
 
 def main(argv: list[str]) -> int:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO / "scripts" / "lib"))
 sys.path.insert(0, str(REPO / "tests"))
 from prefect_rest import PrefectRest  # noqa: E402
 from processes import stop_group  # noqa: E402
+from role_defaults import role_default  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -164,8 +165,12 @@ def bench(prefect_install, versioned_prefect_server, tmp_path_factory) -> Iterat
     api = PrefectRest(prefect_server.url, timeout=30)
     pool = f"launcher-{uuid.uuid4().hex[:6]}"
     worker_log = tmp / "worker.log"
+    # The worker's settings as prefect_worker's env file gives them, retries included: a run is
+    # handed the worker's environment, and in a 32-run burst on a SQLite server a run's call can
+    # meet a busy database for longer than Prefect's default 5 retries wait (CRASHED, 503).
     env = {**os.environ, "PREFECT_API_URL": prefect_server.url, "PREFECT_HOME": str(tmp / "home"),
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+           "PREFECT_CLIENT_MAX_RETRIES": role_default("prefect_worker_client_max_retries"),
            "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false", "LAUNCHER_TEST_MARK": "from-the-worker"}
     with worker_log.open("w") as out:
         worker = subprocess.Popen([str(prefect_install.prefect), "worker", "start", "--pool", pool, "--type", "process",

@@ -113,7 +113,7 @@ def test_a_burst_whose_runs_did_not_all_end_has_no_wall_time_and_says_why():
 
 def test_the_burst_waits_longer_than_the_kit_workers_retry_a_busy_server():
     bench_burst = load_lib("bench_burst")
-    retries = int(bench_burst.role_default("prefect_worker_client_max_retries"))
+    retries = int(load_lib("role_defaults").role_default("prefect_worker_client_max_retries"))
     longest_retry_window = 1.2 * sum(2 ** k for k in range(1, retries + 1))  # Prefect: 2, 4, ... s, +20% jitter
     assert bench_burst.burst_timeout() > longest_retry_window
 

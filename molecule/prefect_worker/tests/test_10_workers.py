@@ -1,20 +1,16 @@
 """Workers on a converged host: running, ONLINE in the Prefect API, healthy, secret kept."""
 
 import os
-import re
 import time
-from pathlib import Path
 
 import prefect_versions
 import pytest
 from prefect_api import api, wait_for_log, wait_for_state
+from role_defaults import role_default
 
 KEY = "pnu_moleculeSecretKey0123456789"
 # prefect_worker_client_max_retries as the role's defaults give it (the scenario leaves it alone)
-ROLE_DEFAULT_RETRIES = re.search(
-    r"^prefect_worker_client_max_retries: *(\d+)$",
-    (Path(__file__).resolve().parents[3] / "roles/prefect_worker/defaults/main.yml").read_text(), re.MULTILINE,
-).group(1)
+ROLE_DEFAULT_RETRIES = role_default("prefect_worker_client_max_retries")
 POOL = "molecule-pool"
 
 
