@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
-from faults_lib import MIRROR, as_prefect, fsck, host, not_completed, queue, wait_final, wait_for_log
+from faults_lib import MIRROR, MIRROR_LOCK, as_prefect, fsck, host, not_completed, queue, wait_final, wait_for_log
 
 pytestmark = pytest.mark.reliability("fault", subject="prefect-checkout")
 
@@ -30,7 +32,9 @@ def test_corrupt_mirror(corruption):
     """The mirror is corrupted under a live worker; a flow run queued next completes in its own worktree, the mirror is moved aside and mirrored again, and the new one passes git fsck."""
     h = host()
     aside_before = set(h.run(f"ls -d {MIRROR}.corrupt-* 2>/dev/null").stdout.split())
-    h.check_output(CORRUPTIONS[corruption])
+    # Under the mirror's flock, as every writer of the mirror works: a refresh or a checkout's
+    # fetch in flight would otherwise race the repack (its temporary pack vanishing under it).
+    h.check_output(f"flock -w 120 {MIRROR_LOCK} sh -c {shlex.quote(CORRUPTIONS[corruption])}")
     assert fsck(h).rc != 0, "the corruption did not take"
     [run] = queue(1, 1)
     found = wait_final([run], timeout=240)
