@@ -12,6 +12,10 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quick_checkout_bench_writes_its_report(tmp_path):
     existing = tmp_path / "benchmarks.md"
     existing.write_text("# Benchmarks\n\n<!-- BEGIN other -->\nkept\n<!-- END other -->\n")
+    # The repository's own report draws its chart from .cache/bench: a report elsewhere keeps
+    # its history beside it and leaves that one alone.
+    repo_history = REPO / ".cache/bench/last-checkout.json"
+    before = repo_history.stat().st_mtime_ns if repo_history.exists() else None
     result = subprocess.run([str(REPO / "scripts/bench"), "--quick", "--only", "checkout", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -27,3 +31,6 @@ def test_quick_checkout_bench_writes_its_report(tmp_path):
     assert "](benchmarks.png)" in report
     assert (tmp_path / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
     assert not list((REPO / ".cache/bench").glob("bench-run.*")), "the bench cleans up its runs"
+    assert (tmp_path / ".bench-history/last-checkout.json").exists()
+    assert (repo_history.stat().st_mtime_ns if repo_history.exists() else None) == before, \
+        "a report elsewhere must not write the repository report's history"
