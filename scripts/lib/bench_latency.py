@@ -15,6 +15,10 @@ run the same `hello` flow, interleaved:
             venv's python, prefect-checkout pull steps (examples/flows/prefect.yaml)
   launcher  the same, with `command` through the venv's warm launcher (prefect-launch)
   served    the kit's served flow prefect-serve@hello (`prefect flow serve`, poll every 1 s)
+  kit-3.8.8 the kit on the other supported Prefect release: the kit's pull steps and worker
+            settings, a worker and the `command` from an environment of Prefect 3.8.8 beside
+            `flows` (built on the host by the kit's own prefect-venv from the spec of `flows`,
+            with the kit's lock of 3.8.8), against the same server
 
 Each run is triggered through the API, then awaited before the next one starts. Before
 each trigger the benchmark waits a random part (uniform) of that method's poll interval,
@@ -28,21 +32,31 @@ the poll wait out, from its PENDING state (the worker has picked it up) to that 
 
 from __future__ import annotations
 
+import json
 import random
+import shlex
 import statistics
 import subprocess
 import time
 from datetime import datetime
 from pathlib import Path
 
+import prefect_versions
 from bench_report import machine_line
 from prefect_rest import PrefectRest as Api
+from role_defaults import role_default
 
 HOST = "prefect-fleet-1"
 DEFAULTS_POOL = "bench-defaults"
 DEFAULTS_UNIT = "bench-defaults-worker"
-METHODS = ("defaults", "kit", "launcher", "served")
-POLL_SECONDS = {"defaults": 10.0, "kit": 1.0, "launcher": 1.0, "served": 1.0}  # how often each one looks for runs
+# The other supported release (prefect_versions): the kit's figure on it, beside the default's.
+OTHER_PREFECT = next(v for v in prefect_versions.supported() if v != prefect_versions.default())
+OTHER = f"kit-{OTHER_PREFECT}"
+METHODS = ("defaults", "kit", "launcher", "served", OTHER)
+POLL_SECONDS = {"defaults": 10.0, "kit": 1.0, "launcher": 1.0, "served": 1.0, OTHER: 1.0}  # how often each looks
+OTHER_ENV = f"/srv/prefect/envs/bench-{OTHER_PREFECT}"
+OTHER_POOL = f"bench-kit-{OTHER_PREFECT}"
+OTHER_UNIT = f"bench-kit-{OTHER_PREFECT.replace('.', '-')}-worker"
 TARGET_RATIO = 0.5  # kit median <= 0.5 x defaults median
 TARGET_SECONDS = 3.5  # kit median trigger -> Running
 LAUNCHER_SECONDS = 1.0  # launcher median trigger -> first flow log line
@@ -106,16 +120,59 @@ def prepare(repo: Path, log) -> tuple[Api, dict[str, str]]:
             "entrypoint": kit["entrypoint"], "pull_steps": kit["pull_steps"],
             "job_variables": {**kit["job_variables"], "command": command},
         })["id"]
-    # The defaults worker polls every 10 s: wait until it is ONLINE, not timed.
-    deadline = time.monotonic() + 90
-    while True:
-        workers = {w["name"]: w["status"] for w in api(f"/work_pools/{DEFAULTS_POOL}/workers/filter", {})}
-        if workers.get(f"{HOST}-bench-defaults") == "ONLINE":
-            break
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: the defaults worker did not come online: {host_sh(f'journalctl -n 30 -u {DEFAULTS_UNIT}', False).stdout}")
-        time.sleep(2)
+    deployments[OTHER] = other_release(repo, api, kit, flow["id"], log)
+    # The defaults worker polls every 10 s: wait until it and the other release's are ONLINE, not timed.
+    for pool, name, unit in ((DEFAULTS_POOL, f"{HOST}-bench-defaults", DEFAULTS_UNIT),
+                             (OTHER_POOL, f"{HOST}-{OTHER_UNIT}", OTHER_UNIT)):
+        deadline = time.monotonic() + 90
+        while True:
+            workers = {w["name"]: w["status"] for w in api(f"/work_pools/{pool}/workers/filter", {})}
+            if workers.get(name) == "ONLINE":
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: the worker {name} did not come online: "
+                                 f"{host_sh(f'journalctl -n 30 -u {unit}', False).stdout}")
+            time.sleep(2)
     return api, deployments
+
+
+def other_release(repo: Path, api: Api, kit: dict, flow_id: str, log) -> str:
+    """The kit on the other supported Prefect release: an environment of it beside `flows`,
+    built by the kit's prefect-venv from the spec the role wrote for `flows` with only the
+    release and its lock changed; a worker from it with the kit's worker settings, on a pool
+    with the kit pool's base job template; the kit's deployment with `command` pointing at it.
+    Returns that deployment's id."""
+    log(f"latency: building the Prefect {OTHER_PREFECT} environment {OTHER_ENV} (not timed) ...")
+    spec = json.loads(host_sh("cat /srv/prefect/envs/flows/spec.json").stdout)
+    spec.update({"name": Path(OTHER_ENV).name, "env_dir": OTHER_ENV, "prefect_version": OTHER_PREFECT,
+                 "constraints": prefect_versions.constraints(OTHER_PREFECT).read_text().splitlines()})
+    host_sh(f"install -d -o prefect -g prefect -m 0750 {OTHER_ENV} && "
+            f"printf '%s' {shlex.quote(json.dumps(spec))} > {OTHER_ENV}/spec.json && "
+            f"runuser -u prefect -- /usr/local/bin/prefect-venv build --spec {OTHER_ENV}/spec.json >/dev/null")
+    python = f"{OTHER_ENV}/current/bin/python"
+    version = host_sh(f"{python} -c 'import importlib.metadata as m; print(m.version(\"prefect\"))'").stdout.strip()
+    if version != OTHER_PREFECT:
+        raise SystemExit(f"bench: {OTHER_ENV} has Prefect {version}, not {OTHER_PREFECT}")
+
+    pool = api(f"/work_pools/{kit['work_pool_name']}")
+    if not api("/work_pools/filter", {"work_pools": {"name": {"any_": [OTHER_POOL]}}}):
+        api("/work_pools/", {"name": OTHER_POOL, "type": pool["type"], "base_job_template": pool["base_job_template"]})
+    # prefect_worker's env file: the settings that matter for a run's start.
+    env = {"HOME": "/srv/prefect/home", "PREFECT_HOME": "/srv/prefect/home/.prefect", "PREFECT_API_URL": api.url,
+           "TMPDIR": "/srv/prefect/tmp", "PREFECT_RUNNER_AUTO_INSTALL_DEPENDENCIES": "false",
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS":
+           role_default("prefect_worker_prefetch_seconds"),
+           "PREFECT_CLIENT_MAX_RETRIES": role_default("prefect_worker_client_max_retries")}
+    flags = " ".join(f"-E {k}={v}" for k, v in env.items())
+    host_sh(f"systemctl stop {OTHER_UNIT} 2>/dev/null; systemctl reset-failed {OTHER_UNIT} 2>/dev/null; "
+            f"systemd-run --unit={OTHER_UNIT} --quiet --uid=prefect --gid=prefect "
+            f"-p WorkingDirectory=/srv/prefect/home {flags} "
+            f"{python} -m prefect worker start --pool {OTHER_POOL} --name {HOST}-{OTHER_UNIT}")
+    return api("/deployments/", {
+        "name": f"bench-{OTHER}", "flow_id": flow_id, "work_pool_name": OTHER_POOL,
+        "entrypoint": kit["entrypoint"], "pull_steps": kit["pull_steps"],
+        "job_variables": {**kit["job_variables"], "command": f"{python} -m prefect.engine"},
+    })["id"]
 
 
 def one_run(api: Api, deployment_id: str, timeout: float = 120) -> dict[str, float]:
@@ -164,7 +221,7 @@ def bench(repo: Path, reps: int, log, percentile, untimed=None) -> dict:
             log(f"latency repetition {i + 1}/{reps}: " + ", ".join(
                 f"{m} {times[m]['running'][-1]:.2f}s/{times[m]['first_log'][-1]:.2f}s" for m in METHODS))
     finally:
-        host_sh(f"systemctl stop {DEFAULTS_UNIT}", check=False)
+        host_sh(f"systemctl stop {DEFAULTS_UNIT} {OTHER_UNIT}; rm -rf {OTHER_ENV}", check=False)
     rows = []
     for m in METHODS:
         r, f = times[m]["running"], times[m]["first_log"]
@@ -178,7 +235,10 @@ def bench(repo: Path, reps: int, log, percentile, untimed=None) -> dict:
             "kit_running_median": by["kit"]["running_median"],
             "launcher_first_log_median": by["launcher"]["first_log_median"],
             "kit_first_log_median": by["kit"]["first_log_median"],
-            "ratio_launcher_kit": by["launcher"]["first_log_median"] / by["kit"]["first_log_median"]}
+            "ratio_launcher_kit": by["launcher"]["first_log_median"] / by["kit"]["first_log_median"],
+            "ratio_other_kit": by[OTHER]["running_median"] / by["kit"]["running_median"],
+            "server_prefect": api("/admin/version"), "default_prefect": prefect_versions.default(),
+            "other_prefect": OTHER_PREFECT}
 
 
 WHAT = {
@@ -186,20 +246,26 @@ WHAT = {
     "kit": "the kit: query 1 s (the demo's), `command` = prebuilt venv's python, `prefect-checkout` pull steps",
     "launcher": "the kit, `command` through the venv's warm launcher (`prefect-launch`)",
     "served": "the kit's served flow (`prefect-serve@hello`, poll 1 s)",
+    OTHER: f"the kit as `kit`, worker and `command` from an environment of Prefect {OTHER_PREFECT}",
 }
 
 
+def by_method(r: dict) -> dict[str, dict]:
+    return {row["method"]: row for row in r["rows"]}
+
+
 def print_table(r: dict, verdict) -> None:
-    print(f"\n{'method':<10}{'Running median':>16}{'p90':>8}{'min':>8}{'first log median':>18}{'p90':>8}{'min':>8}"
+    print(f"\n{'method':<12}{'Running median':>16}{'p90':>8}{'min':>8}{'first log median':>18}{'p90':>8}{'min':>8}"
           f"{'pickup->log median':>20}")
     for row in r["rows"]:
-        print(f"{row['method']:<10}{row['running_median']:>16.2f}{row['running_p90']:>8.2f}{row['running_min']:>8.2f}"
+        print(f"{row['method']:<12}{row['running_median']:>16.2f}{row['running_p90']:>8.2f}{row['running_min']:>8.2f}"
               f"{row['first_log_median']:>18.2f}{row['first_log_p90']:>8.2f}{row['first_log_min']:>8.2f}"
               f"{row['pickup_median']:>20.2f}")
     print(f"\nkit / defaults trigger->Running median: {r['ratio_kit_defaults']:.2f} "
           f"(target <= {TARGET_RATIO}: {verdict(r['ratio_kit_defaults'] <= TARGET_RATIO)}); "
           f"kit median {r['kit_running_median']:.2f} s (target <= {TARGET_SECONDS} s: "
           f"{verdict(r['kit_running_median'] <= TARGET_SECONDS)})")
+    print(f"{OTHER} / kit trigger->Running median: {r['ratio_other_kit']:.2f}")
     print(f"launcher trigger->first log median {r['launcher_first_log_median']:.3f} s (target <= {LAUNCHER_SECONDS} s: "
           f"{verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}); launcher / kit {r['ratio_launcher_kit']:.3f} "
           f"(target <= {LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)})")
@@ -214,7 +280,9 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         "--hosts 1`, so every run of the demo's pool lands there), "
         f"{r['reps']} interleaved runs of each method, one run at a time, each triggered after a random part of "
         "its method's poll interval (so at an evenly spread point of the poll cycle). Seconds from the run's "
-        "creation in the API to its Running state, and to its first log line from flow code.",
+        "creation in the API to its Running state, and to its first log line from flow code. The server runs "
+        f"Prefect {r['server_prefect']}; every method but `{OTHER}` runs the flow on Prefect {r['default_prefect']} "
+        "(the demo's environment `flows`).",
         "",
         "| method | what runs the flow | Running median s | p90 | min | first log median s | p90 | min "
         "| pickup to first log median s |",
@@ -234,6 +302,10 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         f"{LAUNCHER_SECONDS} s: {verdict(r['launcher_first_log_median'] <= LAUNCHER_SECONDS)}.",
         f"- launcher / kit, trigger to first flow log line (median): **{r['ratio_launcher_kit']:.3f}** — target ≤ "
         f"{LAUNCHER_RATIO}: {verdict(r['ratio_launcher_kit'] <= LAUNCHER_RATIO)}.",
+        f"- {OTHER} / kit, trigger to Running (median): **{r['ratio_other_kit']:.2f}** "
+        f"({by_method(r)[OTHER]['running_median']:.2f} s on Prefect {r['other_prefect']}, "
+        f"{by_method(r)['kit']['running_median']:.2f} s on {r['default_prefect']}), the same worker settings, pull "
+        "steps and server: what the worker's and the run's Prefect release alone change in a run's start.",
         "- A worker's poll interval adds on average half of itself (5 s with Prefect's 10 s, 0.5 s with the demo's "
         "1 s; the role's default is 2 s, which halves the API's polling load for a slower start); most of the rest "
         "is the flow-run process starting Python and importing Prefect.",
@@ -242,6 +314,8 @@ def markdown(r: dict, facts: dict, quick: bool, verdict) -> str:
         "claimed it: the poll wait is out of it. With the launcher it is mostly the worker's own submission of the run, "
         "the pull steps (`prefect-checkout` through a shell step) and the engine's API calls (reading the run, "
         "proposing RUNNING), each a round trip to the server; the fork itself takes a few milliseconds.",
+        "- The seconds follow the speed of a core (the machine line's python loop): compare runs of other days by "
+        "their ratios, which this run measures side by side.",
         "",
         machine_line(facts),
     ]
