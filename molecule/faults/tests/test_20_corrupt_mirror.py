@@ -27,13 +27,25 @@ CORRUPTIONS = {
 }
 
 
-@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
-def test_corrupt_mirror(corruption):
-    """The mirror is corrupted under a live worker; a flow run queued next completes in its own worktree, the mirror is moved aside and mirrored again, and the new one passes git fsck."""
+@pytest.fixture(scope="module")
+def no_refresh():
+    """The mirror's refresh timer is stopped meanwhile (and a refresh in flight with it), so
+    that the run's checkout is the one that finds the corruption: a refresh also finds it and
+    moves the mirror aside, and one that fired between the corruption and the test's own fsck
+    made the case fail with "the corruption did not take"."""
     h = host()
+    h.check_output("systemctl stop prefect-git-mirror-refresh.timer prefect-git-mirror-refresh.service")
+    yield h
+    h.check_output("systemctl start prefect-git-mirror-refresh.timer")
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_corrupt_mirror(no_refresh, corruption):
+    """The mirror is corrupted under a live worker; a flow run queued next completes in its own worktree, the mirror is moved aside and mirrored again, and the new one passes git fsck."""
+    h = no_refresh
     aside_before = set(h.run(f"ls -d {MIRROR}.corrupt-* 2>/dev/null").stdout.split())
-    # Under the mirror's flock, as every writer of the mirror works: a refresh or a checkout's
-    # fetch in flight would otherwise race the repack (its temporary pack vanishing under it).
+    # Under the mirror's flock, as every writer of the mirror works: a checkout's fetch in
+    # flight would otherwise race the repack (its temporary pack vanishing under it).
     h.check_output(f"flock -w 120 {MIRROR_LOCK} sh -c {shlex.quote(CORRUPTIONS[corruption])}")
     assert fsck(h).rc != 0, "the corruption did not take"
     [run] = queue(1, 1)
