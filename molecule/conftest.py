@@ -115,7 +115,7 @@ def run_playbook(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Play
             cmd += ["--limit", limit]
         cmd += list(args)
         env = dict(os.environ)
-        env.setdefault("ANSIBLE_ROLES_PATH", str(REPO / "roles"))
+        env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(REPO / ".cache" / "collections"))
         env["ANSIBLE_NOCOLOR"] = "1"
         env["ANSIBLE_FORCE_COLOR"] = "0"
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)

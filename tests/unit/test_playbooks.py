@@ -74,7 +74,7 @@ def test_site_runs_the_control_plane_then_the_workers():
     # that lets the hosts converge when only the API is unreachable; the report fails then.
     assert pools["hosts"] == standalone["hosts"] == "localhost"
     (block,) = pools["tasks"]
-    assert block["block"][0]["ansible.builtin.import_role"]["name"] == standalone["roles"][0]["role"] == "prefect_work_pool"
+    assert block["block"][0]["ansible.builtin.import_role"]["name"] == standalone["roles"][0]["role"] == "prefect_fleet.fleet.prefect_work_pool"
     assert block["when"] == standalone["roles"][0]["when"]
     assert "Cannot reach the Prefect API" in block["rescue"][0]["when"]
     assert workers["ansible.builtin.import_playbook"] == "workers.yml"
@@ -84,17 +84,17 @@ def test_site_runs_the_control_plane_then_the_workers():
 def test_workers_play_runs_the_host_roles_in_order():
     (play,) = yaml.safe_load((REPO / "playbooks/workers.yml").read_text())
     assert play["hosts"] == "prefect_workers" and play["become"] is True
-    assert [r["role"] for r in play["roles"]] == [
-        "prefect_host", "prefect_venv", "prefect_git_mirror", "prefect_cleanup", "prefect_worker"]
+    assert [r["role"] for r in play["roles"]] == ["prefect_fleet.fleet." + r for r in (
+        "prefect_host", "prefect_venv", "prefect_git_mirror", "prefect_cleanup", "prefect_worker")]
 
 
 def test_uninstall_removes_in_reverse_order_and_keeps_data_by_default():
     hosts, pools = yaml.safe_load((REPO / "playbooks/uninstall.yml").read_text())
     roles = hosts["roles"]
-    assert [r["role"] for r in roles] == [
-        "prefect_worker", "prefect_cleanup", "prefect_git_mirror", "prefect_venv", "prefect_host"]
+    assert [r["role"] for r in roles] == ["prefect_fleet.fleet." + r for r in (
+        "prefect_worker", "prefect_cleanup", "prefect_git_mirror", "prefect_venv", "prefect_host")]
     for r in roles:
-        assert r[f"{r['role']}_state"] == "absent"
+        assert r[f"{r['role'].rsplit('.', 1)[1]}_state"] == "absent"
     assert hosts["vars"]["prefect_fleet_purge"] is False
     assert pools["vars"]["prefect_fleet_remove_pools"] is False
     assert "prefect_fleet_purge" in roles[-1]["prefect_host_keep_data"]

@@ -60,7 +60,7 @@ def test_roles_claim_only_the_debian_releases_the_suite_converges():
 
     compat = (REPO / "molecule/compat/molecule.yml").read_text()
     assert "prefect-fleet-host:bookworm" in compat
-    compat_roles = {role["role"] for name in ("compat", "prefect_worker")
+    compat_roles = {role["role"].rsplit(".", 1)[1] for name in ("compat", "prefect_worker")
                     for play in yaml.safe_load((REPO / f"molecule/{name}/converge.yml").read_text())
                     for role in play.get("roles", [])}
     assert "prefect_worker" in compat_roles and "prefect_cleanup" in compat_roles

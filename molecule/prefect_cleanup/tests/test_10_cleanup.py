@@ -66,7 +66,7 @@ def test_bad_input(host, run_playbook, host_state, extra, variable):
   vars:
     {extra}
   roles:
-    - role: prefect_cleanup
+    - role: prefect_fleet.fleet.prefect_cleanup
 """)
     assert result.rc != 0 and variable in result.output, result.output
     assert host_state() == before
@@ -78,7 +78,7 @@ def test_absent(host, run_playbook):
   hosts: all
   gather_facts: false
   roles:
-    - role: prefect_cleanup
+    - role: prefect_fleet.fleet.prefect_cleanup
       prefect_cleanup_state: absent
 """)
     assert result.rc == 0, result.output

@@ -27,7 +27,7 @@ def test_bad_repo(host, run_playbook, host_state, case):
   vars:
     prefect_git_mirror_repos: {repos}
   roles:
-    - role: prefect_git_mirror
+    - role: prefect_fleet.fleet.prefect_git_mirror
 """)
     assert result.rc != 0, f"{case}: accepted\n{result.output}"
     assert message in result.output and "prefect_git_mirror_repos" in result.output, result.output
@@ -44,7 +44,7 @@ def test_too_short_refresh_interval(host, run_playbook, host_state):
   vars:
     prefect_git_mirror_refresh_interval: 5
   roles:
-    - role: prefect_git_mirror
+    - role: prefect_fleet.fleet.prefect_git_mirror
 """)
     assert result.rc != 0 and "prefect_git_mirror_refresh_interval" in result.output, result.output
     assert host_state() == before

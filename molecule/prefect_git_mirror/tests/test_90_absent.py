@@ -10,7 +10,7 @@ PLAY = """
       - {{name: flows, url: 'git://127.0.0.1/flows.git'}}
       - {{name: keyed, url: 'git://127.0.0.1/flows.git', state: absent}}
   roles:
-    - role: prefect_git_mirror
+    - role: prefect_fleet.fleet.prefect_git_mirror
 """
 
 

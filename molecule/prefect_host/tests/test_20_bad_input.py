@@ -11,7 +11,7 @@ PLAY = """
   hosts: all
   gather_facts: false
   roles:
-    - role: prefect_host
+    - role: prefect_fleet.fleet.prefect_host
 """
 
 # A separate root so that a wrongly accepted run would visibly create something.

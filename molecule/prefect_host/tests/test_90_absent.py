@@ -5,7 +5,7 @@ PLAY = """
   hosts: all
   gather_facts: false
   roles:
-    - role: prefect_host
+    - role: prefect_fleet.fleet.prefect_host
       prefect_host_state: absent
 """
 

@@ -22,7 +22,7 @@ def play(envs: str) -> str:
     prefect_venv_envs:
 {envs}
   roles:
-    - role: prefect_venv
+    - role: prefect_fleet.fleet.prefect_venv
 """
 
 

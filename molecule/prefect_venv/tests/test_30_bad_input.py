@@ -31,7 +31,7 @@ def test_bad_input(host, run_playbook, host_state, case):
   vars:
     prefect_venv_envs: {envs}
   roles:
-    - role: prefect_venv
+    - role: prefect_fleet.fleet.prefect_venv
 """)
     assert result.rc != 0, f"{case}: accepted\n{result.output}"
     assert message in result.output, result.output

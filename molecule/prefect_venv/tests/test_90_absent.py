@@ -10,7 +10,7 @@ def test_role_absent_removes_everything(host, run_playbook):
     prefect_venv_state: absent
     prefect_venv_envs: [{name: flows}, {name: legacy}]
   roles:
-    - role: prefect_venv
+    - role: prefect_fleet.fleet.prefect_venv
 """)
     assert result.rc == 0, result.output
     for path in ("/srv/prefect/envs/flows", "/srv/prefect/envs/legacy", "/srv/prefect/envs/.uv",

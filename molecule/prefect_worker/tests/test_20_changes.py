@@ -19,7 +19,7 @@ def play(instances: str, extra: str = "") -> str:
     prefect_worker_instances: {instances}
 {extra}
   roles:
-    - role: prefect_worker
+    - role: prefect_fleet.fleet.prefect_worker
 """
 
 

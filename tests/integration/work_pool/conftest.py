@@ -1,7 +1,7 @@
 """Fixtures of the prefect_work_pool tests: Ansible runners and a recording proxy.
 
 The modules and the role are run the way Ansible runs them (`ansible localhost -m`
-with the role's library and module_utils, `ansible-playbook playbooks/work_pools.yml`)
+from the collection prefect_fleet.fleet, `ansible-playbook playbooks/work_pools.yml`)
 against the real Prefect server of the `prefect_server` fixture. A small HTTP proxy
 on 127.0.0.1 sits in between and records every request, so a test can assert that a
 run made no write request at all; it can also answer with injected errors (503s for
@@ -16,7 +16,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from work_pool_helpers import PLAYBOOK, REPO, ROLE, VENV_BIN, Api, Recorder, Run, _run, run_steps
+from work_pool_helpers import COLLECTIONS, PLAYBOOK, VENV_BIN, Api, Recorder, Run, _run, run_steps
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +60,12 @@ def unique():
 
 @pytest.fixture(scope="session")
 def ansible_env(tmp_path_factory) -> dict[str, str]:
-    """Environment for ansible runs: JSON output, the role's modules, no API settings."""
+    """Environment for ansible runs: JSON output, the checkout as the collection, no API settings."""
     home = tmp_path_factory.mktemp("ansible")
     cfg = home / "ansible.cfg"
     cfg.write_text(
         "[defaults]\n"
-        f"roles_path = {REPO / 'roles'}\n"
+        f"collections_path = {COLLECTIONS}\n"
         "stdout_callback = ansible.posix.json\n"
         "callback_result_format = yaml\n"
         "bin_ansible_callbacks = true\n"
@@ -79,8 +79,6 @@ def ansible_env(tmp_path_factory) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ANSIBLE_"))}
     env.update(
         ANSIBLE_CONFIG=str(cfg),
-        ANSIBLE_MODULE_UTILS=str(ROLE / "module_utils"),
-        ANSIBLE_LIBRARY=str(ROLE / "library"),
         ANSIBLE_LOCALHOST_WARNING="false",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
         PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
@@ -93,7 +91,7 @@ def module(ansible_env):
     """run(module_name, args, check=False, diff=False, env=None) -> Run, via `ansible localhost -m`."""
     def run(name: str, args: dict, *, check: bool = False, diff: bool = False,
             env: dict[str, str] | None = None, text: bool = False) -> Run:
-        cmd = ["ansible", "localhost", "-m", name, "-a", json.dumps(args)]
+        cmd = ["ansible", "localhost", "-m", f"prefect_fleet.fleet.{name}", "-a", json.dumps(args)]
         if check:
             cmd.append("--check")
         if diff:

@@ -21,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[3]
-ROLE = REPO / "roles" / "prefect_work_pool"
+# The checkout as the collection prefect_fleet.fleet (linked by scripts/bootstrap).
+COLLECTIONS = REPO / ".cache" / "collections"
 PLAYBOOK = REPO / "playbooks" / "work_pools.yml"
 VENV_BIN = REPO / ".venv" / "bin"
 
@@ -276,8 +277,9 @@ def run_steps(ansible_env: dict[str, str], proxy: Recorder, directory: Path, *ta
 
 
 def task(module: str, check: bool = False, diff: bool = False, **args) -> dict:
-    """A task for the steps() fixture: the module with its args, in check mode and/or with --diff."""
-    return {"module": module, "args": args, "check": check, "diff": diff}
+    """A task for the steps() fixture: the collection's module with its args, in check mode
+    and/or with --diff."""
+    return {"module": f"prefect_fleet.fleet.{module}", "args": args, "check": check, "diff": diff}
 
 
 def raw(value):

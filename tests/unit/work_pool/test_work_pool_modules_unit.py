@@ -1,47 +1,53 @@
-"""The prefect_work_pool role's modules without a server: their documentation matches their
-argument specs (like ansible-test's validate-modules), and the shared helpers do what the
-modules rely on."""
+"""The collection's modules without a server: their documentation, as ansible-doc shows
+it with the shared doc fragment merged in, matches their argument specs (like ansible-test's
+validate-modules), and the shared helpers do what the modules rely on."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROLE = Path(__file__).resolve().parents[3] / "roles" / "prefect_work_pool"
-MODULES = sorted(p.stem for p in (ROLE / "library").glob("*.py"))
-
-
-def load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+REPO = Path(__file__).resolve().parents[3]
+PLUGINS = REPO / "plugins"
+MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
+# The checkout as the collection prefect_fleet.fleet (linked by scripts/bootstrap): the
+# modules import their shared code by its collection name, as Ansible runs them.
+COLLECTIONS = REPO / ".cache" / "collections"
+sys.path.insert(0, str(COLLECTIONS))
+PACKAGE = "ansible_collections.prefect_fleet.fleet.plugins"
+prefect_api = importlib.import_module(PACKAGE + ".module_utils.prefect_api")
 
 
-# The modules import their shared code as Ansible bundles it for them.
-prefect_api = load("ansible.module_utils.prefect_api", ROLE / "module_utils" / "prefect_api.py")
+@pytest.fixture(scope="module")
+def docs() -> dict:
+    """Each module's documentation as `ansible-doc --json` gives it."""
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS))
+    out = subprocess.run([str(Path(sys.executable).parent / "ansible-doc"), "--json", "-t", "module",
+                          *("prefect_fleet.fleet." + m for m in MODULES)],
+                         capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    return {name.rsplit(".", 1)[1]: value for name, value in json.loads(out.stdout).items()}
 
 
 @pytest.fixture(scope="module", params=MODULES)
 def module(request):
-    return load("prefect_fleet_test_" + request.param, ROLE / "library" / (request.param + ".py"))
+    return importlib.import_module(PACKAGE + ".modules." + request.param)
 
 
-def test_the_role_ships_its_modules():
+def test_the_collection_ships_its_modules():
     assert MODULES == ["prefect_api_info", "prefect_global_concurrency_limit", "prefect_work_pool", "prefect_work_queue"]
 
 
-def test_documentation_matches_the_argument_spec(module):
-    doc = yaml.safe_load(module.DOCUMENTATION)
-    yaml.safe_load(module.EXAMPLES)
-    yaml.safe_load(module.RETURN)
+def test_documentation_matches_the_argument_spec(module, docs):
+    shown = docs[module.__name__.rsplit(".", 1)[1]]
+    doc = shown["doc"]
+    assert shown["examples"].strip() and shown["return"], doc["module"]
     spec = module.argument_spec()
     options = doc["options"]
     assert sorted(options) == sorted(spec)
@@ -57,7 +63,7 @@ def test_documentation_matches_the_argument_spec(module):
 
 
 def test_modules_do_not_import_prefect():
-    for path in (ROLE / "library").glob("*.py"):
+    for path in [*(PLUGINS / "modules").glob("*.py"), *(PLUGINS / "module_utils").glob("*.py")]:
         tree = ast.parse(path.read_text())
         imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
         imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}

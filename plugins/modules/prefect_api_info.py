@@ -17,36 +17,8 @@ description:
     C(GET /collections/views/aggregate-worker-metadata)) and the existing work pools
     with their types.
 author: prefect-fleet maintainers
-options:
-  api_url:
-    description:
-      - URL of the Prefect API, with scheme, for example C(http://prefect.example.com:4200/api)
-        or a Prefect Cloud workspace URL.
-      - Defaults to the environment variable E(PREFECT_API_URL).
-    type: str
-  api_key:
-    description:
-      - "API key, sent as C(Authorization: Bearer). Not needed for a server without auth."
-      - Defaults to the environment variable E(PREFECT_API_KEY). Never logged.
-    type: str
-  validate_certs:
-    description:
-      - Whether to validate the TLS certificate of an C(https) API URL.
-    type: bool
-    default: true
-  timeout:
-    description:
-      - Seconds to wait for each answer of the API.
-    type: float
-    default: 30
-  retries:
-    description:
-      - How many times a connection error or an HTTP 429, 502, 503 or 504 answer is
-        retried, waiting 0.5 s, 1 s, 2 s, ... in between (longer when the server
-        sends C(Retry-After)).
-    type: int
-    default: 4
 extends_documentation_fragment:
+  - prefect_fleet.fleet.prefect_api
   - action_common_attributes
 attributes:
   check_mode:
@@ -56,12 +28,12 @@ attributes:
   platform:
     platforms: posix
 seealso:
-  - module: prefect_work_pool
+  - module: prefect_fleet.fleet.prefect_work_pool
 """
 
 EXAMPLES = r"""
 - name: Check the API and learn the pool types it accepts
-  prefect_api_info:
+  prefect_fleet.fleet.prefect_api_info:
   register: prefect_api
   delegate_to: localhost
   run_once: true
@@ -101,7 +73,7 @@ work_pools:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.prefect_api import (  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
     fail,

@@ -57,35 +57,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  api_url:
-    description:
-      - URL of the Prefect API, with scheme, for example C(http://prefect.example.com:4200/api)
-        or a Prefect Cloud workspace URL.
-      - Defaults to the environment variable E(PREFECT_API_URL).
-    type: str
-  api_key:
-    description:
-      - "API key, sent as C(Authorization: Bearer). Not needed for a server without auth."
-      - Defaults to the environment variable E(PREFECT_API_KEY). Never logged.
-    type: str
-  validate_certs:
-    description:
-      - Whether to validate the TLS certificate of an C(https) API URL.
-    type: bool
-    default: true
-  timeout:
-    description:
-      - Seconds to wait for each answer of the API.
-    type: float
-    default: 30
-  retries:
-    description:
-      - How many times a connection error or an HTTP 429, 502, 503 or 504 answer is
-        retried, waiting 0.5 s, 1 s, 2 s, ... in between (longer when the server
-        sends C(Retry-After)).
-    type: int
-    default: 4
 extends_documentation_fragment:
+  - prefect_fleet.fleet.prefect_api
   - action_common_attributes
 attributes:
   check_mode:
@@ -96,25 +69,25 @@ attributes:
   platform:
     platforms: posix
 seealso:
-  - module: prefect_work_pool
+  - module: prefect_fleet.fleet.prefect_work_pool
 """
 
 EXAMPLES = r"""
 - name: A high-priority queue with at most 2 flow runs at once
-  prefect_work_queue:
+  prefect_fleet.fleet.prefect_work_queue:
     pool: etl
     name: urgent
     priority: 1
     concurrency_limit: 2
 
 - name: Pause the default queue
-  prefect_work_queue:
+  prefect_fleet.fleet.prefect_work_queue:
     pool: etl
     name: default
     paused: true
 
 - name: Delete a queue
-  prefect_work_queue:
+  prefect_fleet.fleet.prefect_work_queue:
     pool: etl
     name: old
     state: absent
@@ -141,7 +114,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.prefect_api import (  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
     fail,

@@ -67,35 +67,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  api_url:
-    description:
-      - URL of the Prefect API, with scheme, for example C(http://prefect.example.com:4200/api)
-        or a Prefect Cloud workspace URL.
-      - Defaults to the environment variable E(PREFECT_API_URL).
-    type: str
-  api_key:
-    description:
-      - "API key, sent as C(Authorization: Bearer). Not needed for a server without auth."
-      - Defaults to the environment variable E(PREFECT_API_KEY). Never logged.
-    type: str
-  validate_certs:
-    description:
-      - Whether to validate the TLS certificate of an C(https) API URL.
-    type: bool
-    default: true
-  timeout:
-    description:
-      - Seconds to wait for each answer of the API.
-    type: float
-    default: 30
-  retries:
-    description:
-      - How many times a connection error or an HTTP 429, 502, 503 or 504 answer is
-        retried, waiting 0.5 s, 1 s, 2 s, ... in between (longer when the server
-        sends C(Retry-After)).
-    type: int
-    default: 4
 extends_documentation_fragment:
+  - prefect_fleet.fleet.prefect_api
   - action_common_attributes
 attributes:
   check_mode:
@@ -112,13 +85,13 @@ notes:
   - The server accepts any pool type string; the module checks I(type) against the
     server's worker registry so a typo fails instead of making a pool no worker serves.
 seealso:
-  - module: prefect_work_queue
-  - module: prefect_global_concurrency_limit
+  - module: prefect_fleet.fleet.prefect_work_queue
+  - module: prefect_fleet.fleet.prefect_global_concurrency_limit
 """
 
 EXAMPLES = r"""
 - name: A process pool whose flow runs use a prebuilt virtualenv, at most 4 at a time
-  prefect_work_pool:
+  prefect_fleet.fleet.prefect_work_pool:
     name: etl
     type: process
     description: ETL flows on the worker fleet
@@ -131,12 +104,12 @@ EXAMPLES = r"""
   run_once: true
 
 - name: Stop the pool from starting anything (a limit of 0, not "no limit")
-  prefect_work_pool:
+  prefect_fleet.fleet.prefect_work_pool:
     name: etl
     concurrency_limit: 0
 
 - name: Delete the pool
-  prefect_work_pool:
+  prefect_fleet.fleet.prefect_work_pool:
     name: etl
     state: absent
 """
@@ -169,7 +142,7 @@ changes:
 import copy  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.prefect_api import (  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
     apply_job_variables,
