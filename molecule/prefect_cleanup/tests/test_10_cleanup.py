@@ -54,8 +54,10 @@ def test_the_job_removes_old_unused_runs_and_keeps_busy_ones(host):
     "extra,variable",
     [("prefect_cleanup_ttl: 0", "prefect_cleanup_ttl"),
      ("prefect_cleanup_schedule: 'hourly'", "prefect_cleanup_schedule"),
-     ("prefect_cleanup_root: /", "prefect_cleanup_root")],
-    ids=["ttl 0", "schedule not five cron fields", "root is /"],
+     ("prefect_cleanup_root: /", "prefect_cleanup_root"),
+     ("prefect_cleanup_root: /etc", "prefect_cleanup_root"),
+     ("prefect_cleanup_root: /srv/prefect/../../etc", "prefect_cleanup_root")],
+    ids=["ttl 0", "schedule not five cron fields", "root is /", "root is /etc", "root with .."],
 )
 def test_bad_input(host, run_playbook, host_state, extra, variable):
     before = host_state()
