@@ -35,8 +35,9 @@ def host():
 
 
 def read_guarded_file_tasks() -> set[str]:
-    """'role : name' of every copy, template or file task the roles skip when their one reading
-    of the host (a `__<role>_now` lookup in the task's `when`) finds the file as wanted."""
+    """'prefect_fleet.fleet.role : name' (a collection role's task header) of every copy,
+    template or file task the roles skip when their one reading of the host (a `__<role>_now`
+    lookup in the task's `when`) finds the file as wanted."""
     import yaml
 
     names = set()
@@ -45,7 +46,7 @@ def read_guarded_file_tasks() -> set[str]:
         for task in yaml.safe_load(path.read_text()) or []:
             module = next((k for k in task if k.startswith("ansible.builtin.")), "")
             if module.split(".")[-1] in ("copy", "template", "file") and f"__{role}_now[" in str(task.get("when", "")):
-                names.add(f"{role} : {task['name']}")
+                names.add(f"prefect_fleet.fleet.{role} : {task['name']}")
     return names
 
 
