@@ -419,10 +419,10 @@ def markdown(r: dict, facts: dict, quick: bool) -> str:
                      "test server's, not the layout's: a fleet this size wants Prefect on PostgreSQL.")
     lines += [
         "- naive is its best case here: the shared virtualenv already holds every requirement, so "
-        "`pip_install_requirements` only checks them (a cold one downloads and builds), and Prefect 3.8's "
-        "`git_clone` serializes runs that share a directory with a file lock (the later ones pull instead of "
-        "clone), so they wait for each other instead of failing. Every naive run still loads its flow from the "
-        "one shared checkout, which the next run's pull may move under it.",
+        "`pip_install_requirements` only checks them (a cold one downloads and builds), and Prefect's "
+        "`git_clone` (3.8.8 and 3.9.1) serializes runs that share a directory with a file lock (the later "
+        "ones pull instead of clone), so they wait for each other instead of failing. Every naive run still "
+        "loads its flow from the one shared checkout, which the next run's pull may move under it.",
         "",
         machine_line(facts),
     ]
