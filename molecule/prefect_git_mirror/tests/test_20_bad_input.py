@@ -7,12 +7,16 @@ pytestmark = pytest.mark.reliability(
     title="The role fails before any change, naming prefect_git_mirror_repos (and the item) or the variable, without printing a secret; the host is unchanged.")
 
 CASES = {
-    "name with a slash": ("[{name: 'a/b', url: 'file:///srv/origin/flows.git'}]", "invalid: ['a/b']"),
-    "name with ..": ("[{name: 'x..y', url: 'file:///srv/origin/flows.git'}]", "invalid: ['x..y']"),
+    "name with a slash": ("[{name: 'a/b', url: 'file:///srv/origin/flows.git'}]", "item 'a/b': name must be"),
+    "name with ..": ("[{name: 'x..y', url: 'file:///srv/origin/flows.git'}]", "item 'x..y': name must be"),
     "duplicate names": ("[{name: d, url: 'file:///x'}, {name: d, url: 'file:///y'}]", "duplicated: ['d']"),
     "password in the URL": ("[{name: p, url: 'https://bob:hunter2@git.example.com/org/flows.git'}]", "item 'p'"),
     "token with an SSH URL": ("[{name: t, url: 'git@git.example.com:org/flows.git', token: abc}]", "item 't'"),
     "no URL": ("[{name: u}]", "item 'u'"),
+    "plain http URL": ("[{name: h, url: 'http://git.example.com/org/flows.git'}]", "item 'h': url scheme 'http'"),
+    "git's ext:: transport": ("[{name: e, url: 'ext::sh -c touch% /tmp/pwned'}]", "item 'e': url uses git's 'ext::'"),
+    "deploy key with an https URL": ("[{name: k, url: 'https://git.example.com/org/flows.git', deploy_key: KEY}]",
+                                     "item 'k': 'deploy_key' goes with an SSH url"),
 }
 
 

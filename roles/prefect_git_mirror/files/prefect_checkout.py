@@ -187,6 +187,38 @@ def url_has_secret(url: str) -> bool:
     return re.match(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]*@", url) is not None
 
 
+URL_SCHEMES = ("https", "ssh", "git", "file")
+
+
+def url_problem(url: object) -> str:
+    """'' for a URL of a transport the kit supports, else why not. The roles' copy of this
+    rule is the filter prefect_fleet.fleet.repo_problems; tests/unit/test_repo_rules.py
+    keeps both deciding alike."""
+    if not isinstance(url, str) or not url:
+        return "needs a url (a non-empty string)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        return "must not hold control characters"
+    if url.startswith("-"):
+        return "must not start with '-'"
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*::", url):
+        return "uses a git remote-helper transport ('name::'), which the kit refuses"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme:
+        if scheme.group(1) not in URL_SCHEMES:
+            return f"has scheme '{scheme.group(1)}'; the kit supports {', '.join(URL_SCHEMES)}"
+        rest = url[len(scheme.group(0)):]
+        if scheme.group(1) == "file":
+            return "" if rest.startswith("/") else "must be file:///absolute/path"
+        userinfo, _, host = rest.split("/", 1)[0].rpartition("@")
+        if ":" in userinfo:
+            return "embeds a password or token; use a deploy key or a credential helper"
+        return "" if host and not host.startswith("-") else "needs a host that does not start with '-'"
+    scp = re.match(r"^(?:[^@/:]*@)?([^/:]*):", url)
+    if scp:
+        return "" if scp.group(1) and not scp.group(1).startswith("-") else "needs a host that does not start with '-'"
+    return "" if url.startswith("/") else "is a relative path; write an absolute one or file:///path"
+
+
 # ---------------------------------------------------------------------------
 # settings
 
@@ -224,9 +256,9 @@ class Settings:
             url = repo.get("url") if isinstance(repo, dict) else None
             if not isinstance(repo, dict) or not isinstance(url, str) or not url:
                 raise Failure(EXIT_USAGE, f"config repos.{name} needs a string 'url'")
-            if url_has_secret(url):
-                raise Failure(EXIT_USAGE, f"config repos.{name}.url embeds a password or token; "
-                              "use a deploy key or a credential helper")
+            problem = url_problem(url)
+            if problem:
+                raise Failure(EXIT_USAGE, f"config repos.{name}.url {problem}")
             self.urls[str(name)] = url
             git_config = repo.get("git_config")
             if git_config is not None:
