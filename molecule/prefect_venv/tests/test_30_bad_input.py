@@ -17,6 +17,9 @@ CASES = {
     "prefect version the kit has no lock of": ("[{name: f, prefect_version: '3.7.0'}]",
                                                "the kit has no lock of Prefect 3.7.0 (it has 3.8.8, 3.9.1)"),
     "bad python": ("[{name: e, prefect_version: '3.8.8', python: python3}]", "python must be an absolute path"),
+    "installer option among the requirements": (
+        "[{name: g, prefect_version: '3.8.8', requirements: ['pandas', '--index-url https://pypi.example.com/simple']}]",
+        "prefect_venv_envs item 'g': installer options ['--index-url https://pypi.example.com/simple'] are refused"),
 }
 
 
