@@ -503,6 +503,22 @@ def test_a_corrupt_mirror_that_cannot_be_mirrored_again_exits_5(host, origin, da
     assert not (host.runs / "r").exists()
 
 
+@pytest.mark.parametrize("stored", ["ext::sh -c touch% pwned", "https://bob:hunter2@127.0.0.1:9/flows.git"])
+def test_a_corrupt_mirror_is_not_mirrored_again_from_a_stored_url_the_rule_refuses(host, origin, stored):
+    """The mirror's own origin URL stands in for a configured one only if the rule for
+    configured URLs (url_problem) accepts it: no remote helper, no embedded secret."""
+    assert host.checkout("flows", "--ref", "main", "--run-id", "warm").returncode == 0
+    corrupt_by_deleting_the_pack(host.mirror())
+    git("--git-dir", host.mirror(), "config", "remote.origin.url", stored)
+    host.urls.clear()
+    host.write_config()
+    result = host.checkout("flows", "--ref", "main", "--run-id", "r")
+    assert result.returncode == 5, result.stderr
+    assert "no URL is known" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert not (host.runs / "r").exists() and not (host.root / "pwned").exists()
+
+
 def test_lock_timeout_exits_7_and_a_released_lock_is_taken(host, origin):
     assert host.checkout("flows", "--ref", "main", "--run-id", "warm").returncode == 0
     lock = host.locks / "mirror-flows.lock"

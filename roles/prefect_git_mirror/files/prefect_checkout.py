@@ -183,10 +183,6 @@ def safe_url(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
-def url_has_secret(url: str) -> bool:
-    return re.match(r"^[a-z][a-z0-9+.-]*://[^/@:]*:[^/@]*@", url) is not None
-
-
 URL_SCHEMES = ("https", "ssh", "git", "file")
 
 
@@ -505,7 +501,9 @@ class Checkout:
         if os.path.isfile(config):
             result = self.git("config", "--file", config, "--get", "remote.origin.url", check=False)
             stored: str = result.stdout.strip()
-            if stored and not url_has_secret(stored):
+            # A mirror made by hand may hold any URL: use it only if the rule for
+            # configured URLs (no secret, a supported transport) accepts it.
+            if stored and not url_problem(stored):
                 return stored
         return None
 
