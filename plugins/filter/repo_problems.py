@@ -5,8 +5,9 @@
 
 ``repos | prefect_fleet.fleet.repo_problems`` is the list of what is wrong with the
 repositories (empty when nothing is), each a sentence naming the item. No sentence repeats
-the URL's user information, the token or the deploy key. The host command prefect-checkout keeps a standard-library copy of the URL rule
-(prefect_checkout.url_problem); tests/unit/test_repo_rules.py keeps both deciding alike.
+the URL's user information, the token or the deploy key. The host command prefect-checkout
+keeps a standard-library copy of the URL rule (prefect_checkout.url_problem);
+tests/unit/test_repo_rules.py keeps both deciding alike.
 """
 
 from __future__ import annotations

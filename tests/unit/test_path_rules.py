@@ -5,9 +5,6 @@ refuse the same roots."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,18 +12,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / ".cache" / "collections"))  # the checkout as the collection
-paths = importlib.import_module("ansible_collections.prefect_fleet.fleet.plugins.filter.paths")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from collection_helpers import REPO, collection_module, host_command  # noqa: E402
+
+paths = collection_module("plugins.filter.paths")
 COMMAND = REPO / "roles/prefect_cleanup/files/prefect-cleanup"
-
-
-def command_module():
-    loader = importlib.machinery.SourceFileLoader("prefect_cleanup_command", str(COMMAND))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -73,7 +63,7 @@ def test_role_and_command_accept_and_refuse_the_same_roots(root, allowed, tree, 
 
 
 def test_both_hold_the_same_list_of_system_directories():
-    assert set(paths.SYSTEM_DIRECTORIES) == command_module().FORBIDDEN_ROOTS
+    assert set(paths.SYSTEM_DIRECTORIES) == host_command(COMMAND, "prefect_cleanup_command").FORBIDDEN_ROOTS
 
 
 @pytest.mark.parametrize("value, says", [

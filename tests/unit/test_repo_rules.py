@@ -5,7 +5,6 @@ credentials, uniqueness) say what is wrong without repeating a secret."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / ".cache" / "collections"))  # the checkout as the collection
-rules = importlib.import_module("ansible_collections.prefect_fleet.fleet.plugins.filter.repo_problems")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from collection_helpers import REPO, collection_module  # noqa: E402
+
+rules = collection_module("plugins.filter.repo_problems")
 COMMAND = REPO / "roles/prefect_git_mirror/files/prefect-checkout"
 
 # The table: a URL and whether the kit mirrors from it.

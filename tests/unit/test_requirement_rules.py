@@ -5,7 +5,6 @@ allows installer options in both."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -13,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / ".cache" / "collections"))  # the checkout as the collection
-rules = importlib.import_module("ansible_collections.prefect_fleet.fleet.plugins.filter.requirement_problems")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from collection_helpers import REPO, collection_module  # noqa: E402
+
+rules = collection_module("plugins.filter.requirement_problems")
 COMMAND = REPO / "roles/prefect_venv/files/prefect-venv"
 
 # The table: a requirement line and whether it is a package (not an installer option).

@@ -5,7 +5,6 @@ validate-modules), and the shared helpers do what the modules rely on."""
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import os
 import subprocess
@@ -14,15 +13,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from collection_helpers import COLLECTIONS, REPO, collection_module  # noqa: E402
+
 PLUGINS = REPO / "plugins"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
-# The checkout as the collection prefect_fleet.fleet (linked by scripts/bootstrap): the
-# modules import their shared code by its collection name, as Ansible runs them.
-COLLECTIONS = REPO / ".cache" / "collections"
-sys.path.insert(0, str(COLLECTIONS))
-PACKAGE = "ansible_collections.prefect_fleet.fleet.plugins"
-prefect_api = importlib.import_module(PACKAGE + ".module_utils.prefect_api")
+prefect_api = collection_module("plugins.module_utils.prefect_api")
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +33,7 @@ def docs() -> dict:
 
 @pytest.fixture(scope="module", params=MODULES)
 def module(request):
-    return importlib.import_module(PACKAGE + ".modules." + request.param)
+    return collection_module("plugins.modules." + request.param)
 
 
 def test_the_collection_ships_its_modules():
