@@ -97,6 +97,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.work_pool_rules import limit_problems  # noqa: E402
 from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
@@ -120,16 +121,10 @@ def same(field, current, wanted):
 
 
 def check_input(module):
-    p = module.params
-    if not (p["name"] or "").strip():
-        module.fail_json(msg="name must not be empty.")
-    if p["state"] == "present" and p["limit"] is None:
-        module.fail_json(msg="limit is required for global concurrency limit %r with state=present." % p["name"])
-    if p["limit"] is not None and p["limit"] < 0:
-        module.fail_json(msg="limit of global concurrency limit %r must be 0 or more; got %s." % (p["name"], p["limit"]))
-    if p["slot_decay_per_second"] is not None and p["slot_decay_per_second"] < 0:
-        module.fail_json(msg="slot_decay_per_second of global concurrency limit %r must be 0 or more; got %s."
-                             % (p["name"], p["slot_decay_per_second"]))
+    """The rules the role's preflight applies to the whole inventory (module_utils/work_pool_rules)."""
+    problems = limit_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems) + ".")
 
 
 def reconcile(module, api):

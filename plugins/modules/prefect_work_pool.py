@@ -142,6 +142,7 @@ changes:
 import copy  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.work_pool_rules import pool_problems  # noqa: E402
 from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
@@ -169,20 +170,10 @@ def shown(pool, with_template=True):
 
 
 def check_input(module):
-    p = module.params
-    name = (p["name"] or "").strip()
-    if not name:
-        module.fail_json(msg="name must not be empty.")
-    if name.lower().startswith("prefect"):
-        module.fail_json(msg="Work pool name %r is reserved: Prefect keeps names starting with 'prefect' "
-                             "for its own pools." % name)
-    if p["concurrency_limit"] is not None and p["concurrency_limit"] < 0:
-        module.fail_json(msg="concurrency_limit of work pool %r must be 0 or more (0 lets nothing run; "
-                             "null means no limit); got %s." % (name, p["concurrency_limit"]))
-    if p["base_job_template"] is not None:
-        problem = template_shape_error(p["base_job_template"])
-        if problem:
-            module.fail_json(msg="Work pool %r: %s." % (name, problem))
+    """The rules the role's preflight applies to the whole inventory (module_utils/work_pool_rules)."""
+    problems = pool_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems) + ".")
 
 
 def desired_template(module, api, current):

@@ -114,6 +114,7 @@ changes:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.work_pool_rules import queue_problems  # noqa: E402
 from ansible_collections.prefect_fleet.fleet.plugins.module_utils.prefect_api import (  # noqa: E402
     PrefectAPI,
     PrefectAPIError,
@@ -136,16 +137,11 @@ def shown(queue):
 
 
 def check_input(module):
+    """The rules the role's preflight applies to the whole inventory (module_utils/work_pool_rules)."""
     p = module.params
-    for key in ("pool", "name"):
-        if not (p[key] or "").strip():
-            module.fail_json(msg="%s must not be empty." % key)
-    if p["concurrency_limit"] is not None and p["concurrency_limit"] < 0:
-        module.fail_json(msg="concurrency_limit of work queue %r in pool %r must be 0 or more (0 lets nothing "
-                             "run; null means no limit); got %s." % (p["name"], p["pool"], p["concurrency_limit"]))
-    if p["priority"] is not None and p["priority"] < 1:
-        module.fail_json(msg="priority of work queue %r in pool %r must be 1 or more (1 is served first); got %s."
-                             % (p["name"], p["pool"], p["priority"]))
+    problems = ["work pool must not be empty"] if not (p["pool"] or "").strip() else queue_problems(p["pool"].strip(), p)
+    if problems:
+        module.fail_json(msg="; ".join(problems) + ".")
 
 
 def reconcile(module, api):

@@ -36,13 +36,13 @@ MODULE_CASES = {
         r"^Unknown work pool type 'nonsense': the Prefect API at http://127\.0\.0\.1:\d+/api knows .*\bprocess\b"),
     "negative pool limit": (
         "prefect_work_pool", {"concurrency_limit": -1},
-        r"^concurrency_limit of work pool '[^']+' must be 0 or more .*got -1\.$"),
+        r"^work pool bad-\w+: concurrency_limit must be 0 or more \(0 lets nothing run; null means no limit\), got -1\.$"),
     "negative queue limit": (
         "prefect_work_queue", {"pool": "etl", "concurrency_limit": -2},
-        r"^concurrency_limit of work queue '[^']+' in pool 'etl' must be 0 or more .*got -2\.$"),
+        r"^work pool etl, queue bad-\w+: concurrency_limit must be 0 or more \(0 lets nothing run; .*\), got -2\.$"),
     "negative global limit": (
         "prefect_global_concurrency_limit", {"limit": -1},
-        r"^limit of global concurrency limit '[^']+' must be 0 or more; got -1\.$"),
+        r"^global concurrency limit bad-\w+: limit must be 0 or more \(0 lets nothing take a slot\), got -1\.$"),
     "template without variables": (
         "prefect_work_pool", {"base_job_template": {"job_configuration": {"command": "python -m prefect.engine"}}},
         r"must contain both a job_configuration key and a variables key; missing or empty: variables\.$"),
@@ -115,9 +115,10 @@ ROLE_CASES = {
             {"name": "tmpl", "base_job_template": {"job_configuration": {"command": "x"}}},
             {"name": "warm", "launcher": True, "venv": "/opt/venv"},
         ),
-        r"work pool neg: concurrency_limit must be 0 or more \(null means no limit\), got -1; "
+        r"work pool neg: concurrency_limit must be 0 or more \(0 lets nothing run; null means no limit\), got -1; "
         r"work pool neg, queue q: priority must be 1 or more .*; "
-        r"work pool tmpl: base_job_template must contain both job_configuration and variables, missing variables; "
+        r"work pool tmpl: base_job_template must contain both a job_configuration key and a variables key; "
+        r"missing or empty: variables; "
         r"work pool warm: launcher needs venv to be an environment's current link, <envs>/<env>/current, got /opt/venv\.$",
     ),
     # What only the server knows, still before any change, in one message.
