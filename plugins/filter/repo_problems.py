@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.prefect_fleet.fleet.plugins.module_utils.names import name_ok
+
 DOCUMENTATION = r"""
 name: repo_problems
 short_description: What is wrong with the repositories of prefect_git_mirror_repos
@@ -55,7 +57,6 @@ _value:
   elements: str
 """
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SCHEMES = ("https", "ssh", "git", "file")
 
 
@@ -112,7 +113,7 @@ def repo_problems(repos, urls=True):
         name = repo.get("name")
         label = "item '%s'" % name if isinstance(name, str) else "item %d" % index
         found = []
-        if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        if not name_ok(name, "repo"):
             found.append("name must be 1-128 letters, digits, '.', '_' and '-', starting with a letter "
                          "or digit, without '/' or '..'")
         if urls and repo.get("state", "present") != "absent":

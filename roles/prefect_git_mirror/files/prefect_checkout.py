@@ -955,7 +955,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def check_name(kind: str, value: str) -> None:
-    if not NAME_RE.match(value) or ".." in value:
+    if not NAME_RE.fullmatch(value) or ".." in value:
         raise Failure(EXIT_USAGE, f"bad {kind} {value!r}: use 1-128 of A-Z a-z 0-9 . _ - (starting with a letter "
                       "or digit, no '..')")
 
